@@ -1,0 +1,1 @@
+//! `rangefleet gen`: deterministic Hive-layout test data with known totals.

@@ -1,0 +1,12 @@
+//! rangefleet: range-read fixed-length records out of partitioned data on EC2 spot fleets.
+//!
+//! The folder layout is the architecture (see docs/architecture.md):
+//! `imds` asks the instance who it is, `userdata` + `config` + `tags` turn its user-data
+//! into what to do, `store` reads record ranges, `process` turns records into results,
+//! `queue` hands out jobs.
+
+pub mod exit;
+pub mod gen;
+pub mod process;
+pub mod queue;
+pub mod records;

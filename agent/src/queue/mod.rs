@@ -1,0 +1,1 @@
+//! Queues: lease, extend, ack, release, dead-letter (DESIGN 2).
