@@ -5,8 +5,17 @@
 //! into what to do, `store` reads record ranges, `process` turns records into results,
 //! `queue` hands out jobs.
 
+pub mod allow;
+pub mod backoff;
+pub mod cli;
+pub mod config;
 pub mod exit;
 pub mod gen;
+pub mod identity;
+pub mod imds;
+pub mod logging;
 pub mod process;
 pub mod queue;
 pub mod records;
+pub mod tags;
+pub mod userdata;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `rangefleet` binary: everything lives in the library; see `cli.rs`.
+
+fn main() {
+    std::process::exit(rangefleet::cli::main());
+}

@@ -1,0 +1,80 @@
+//! Full-jitter exponential backoff: each pause is uniform in `[0, min(cap, base × 2^n))`.
+//!
+//! Full jitter spreads a fleet's retries evenly instead of in waves, which is what a
+//! thousand instances booting together need. The IMDS schedule (DESIGN 4) is base
+//! 250 ms, cap 10 s: pauses drawn from [0, 0.25), [0, 0.5), [0, 1), [0, 2), [0, 4),
+//! [0, 8) and then [0, 10) seconds, until the caller's deadline.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// An endless schedule of pauses.
+#[derive(Debug, Clone)]
+pub struct FullJitter {
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+}
+
+impl FullJitter {
+    /// A schedule starting at `base` and never above `cap`.
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        FullJitter {
+            base,
+            cap,
+            attempt: 0,
+        }
+    }
+
+    /// The IMDS boot schedule: 250 ms doubling up to 10 s.
+    pub fn imds() -> Self {
+        Self::new(Duration::from_millis(250), Duration::from_secs(10))
+    }
+
+    /// The upper bound of the next pause, before jitter.
+    pub fn ceiling(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// The next pause.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling();
+        self.attempt = self.attempt.saturating_add(1);
+        let nanos = ceiling.as_nanos().min(u64::MAX as u128) as u64;
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(rand::rng().random_range(0..nanos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_stay_under_a_doubling_ceiling_capped() {
+        let mut b = FullJitter::imds();
+        let ceilings: Vec<u64> = (0..9)
+            .map(|_| {
+                let c = b.ceiling();
+                assert!(b.next_delay() < c);
+                c.as_millis() as u64
+            })
+            .collect();
+        assert_eq!(
+            ceilings,
+            [250, 500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]
+        );
+    }
+
+    #[test]
+    fn a_long_run_never_overflows() {
+        let mut b = FullJitter::new(Duration::from_secs(1), Duration::from_secs(30));
+        for _ in 0..100 {
+            assert!(b.next_delay() < Duration::from_secs(30));
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The `rangefleet` command line (DESIGN 5.6). Each subcommand maps its errors to the
+//! documented exit codes; `main.rs` only calls [`main`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::exit;
+use crate::imds::mock::{self, DropRule, FailRule, InterruptAction, MockOptions, MockServer};
+use crate::imds::{ImdsClient, ImdsOptions};
+use crate::logging::{self, LogFormat};
+
+const ABOUT: &str =
+    "Run batch jobs over fixed-length records in partitioned S3 data on EC2 spot fleets.";
+
+const LONG_ABOUT: &str = "\
+Run batch jobs over fixed-length records in partitioned S3 data on EC2 spot fleets.
+
+On an instance, `rangefleet agent` learns who it is from the instance metadata service
+(IMDSv2) and what to do from its user-data, then leases jobs from a queue, reads each
+job's record range with one ranged GET, and writes an idempotent result.
+
+Start here:
+  rangefleet userdata check user-data.yaml     validate user-data before you launch
+  rangefleet imds-mock --userdata user-data.yaml
+                                               a local IMDS to try the agent against
+  AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT rangefleet identity
+
+Exit codes: 0 success; 1 failure at run time; 2 bad usage, or invalid config,
+user-data or input; 3 reduce: coverage incomplete; 75 boot deadline passed (IMDS or
+the queue unreachable; systemd restarts the unit).";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "rangefleet", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// How to log: journald under systemd, text lines, or JSON lines (all on stderr
+    /// except journald).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        env = "RANGEFLEET_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ask IMDS who this instance is, read its config from user-data, print both, exit.
+    ///
+    /// Prints {"identity", "config", "tags"} as JSON: what the agent would run with.
+    /// Makes no EC2 API call. Point it at a local IMDS with
+    /// AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT.
+    Identity(BootArgs),
+    /// Work with user-data files before you launch.
+    Userdata {
+        #[command(subcommand)]
+        command: UserdataCommand,
+    },
+    /// Serve a local instance metadata service for tests, demos and user-data checks.
+    ///
+    /// Prints its base URL on the first line of stdout, then serves until stopped.
+    /// Tokens, IMDSv1 refusal, directory listings, the identity document, role
+    /// credentials, and spot, rebalance and auto-scaling notices on a schedule.
+    /// GET /_mock/stats returns request counts by method and path.
+    #[command(name = "imds-mock")]
+    ImdsMock(MockArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserdataCommand {
+    /// Validate a user-data file and print the config the agent would use.
+    ///
+    /// Accepts everything the agent does: #cloud-config with a write_files entry for
+    /// /etc/rangefleet/agent.yaml, MIME multipart, a bare YAML/JSON/TOML config, each
+    /// possibly gzipped and/or base64-encoded. Prints {"identity": null, "config",
+    /// "tags"} with defaults filled in; templates stay as written and machine-dependent
+    /// defaults read "auto". Exit 2 with the field and line when it is invalid.
+    Check {
+        /// The user-data file, or - for stdin.
+        file: PathBuf,
+    },
+}
+
+/// Settings needed before the config can be read (so they cannot be in it).
+#[derive(Debug, Clone, Args)]
+pub struct BootArgs {
+    /// Fall back to IMDSv1 when no IMDSv2 token can be had. Off by default: IMDSv1
+    /// lets any SSRF on the instance read its credentials.
+    #[arg(long, env = "RANGEFLEET_IMDS_ALLOW_V1")]
+    pub imds_allow_v1: bool,
+    /// Give up on IMDS after this long and exit 75 (systemd restarts the unit).
+    #[arg(long, env = "RANGEFLEET_BOOT_DEADLINE", default_value = "120s", value_parser = mock::parse_duration)]
+    pub boot_deadline: Duration,
+}
+
+#[derive(Debug, Args)]
+struct MockArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// File served as user-data (bytes as they are; gzip is fine). None: 404.
+    #[arg(long)]
+    userdata: Option<PathBuf>,
+    /// Instance id (any is accepted).
+    #[arg(long, default_value = "i-0123456789abcdef0")]
+    instance_id: String,
+    /// Instance type.
+    #[arg(long, default_value = "m5.large")]
+    instance_type: String,
+    /// Region.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Availability zone.
+    #[arg(long, default_value = "us-east-1a")]
+    availability_zone: String,
+    /// spot or on-demand.
+    #[arg(long, default_value = "spot")]
+    life_cycle: String,
+    /// ami-launch-index.
+    #[arg(long, default_value_t = 0)]
+    launch_index: u32,
+    /// An instance tag K=V, served under tags/instance (repeatable).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+    /// Serve test credentials for this IAM role under iam/security-credentials/.
+    #[arg(long)]
+    role: Option<String>,
+    /// Post a spot interruption notice this long after start (e.g. 30s).
+    #[arg(long, value_parser = mock::parse_duration)]
+    interrupt_after: Option<Duration>,
+    /// The action the notice announces.
+    #[arg(long, value_enum, default_value = "terminate")]
+    interrupt_action: InterruptAction,
+    /// Post a rebalance recommendation this long after start.
+    #[arg(long, value_parser = mock::parse_duration)]
+    rebalance_after: Option<Duration>,
+    /// Move autoscaling/target-lifecycle-state to Terminated this long after start.
+    #[arg(long, value_parser = mock::parse_duration)]
+    asg_terminate_after: Option<Duration>,
+    /// Answer requests that carry no token (IMDSv1).
+    #[arg(long)]
+    allow_v1: bool,
+    /// Longest token TTL granted, seconds (short values test token renewal).
+    #[arg(long, default_value_t = 21_600)]
+    token_ttl_max: u64,
+    /// Fail the first N requests for PATH with STATUS: PATH=STATUS*N (repeatable).
+    #[arg(long)]
+    fail: Vec<FailRule>,
+    /// Delay every answer by this long.
+    #[arg(long, value_parser = mock::parse_duration, default_value = "0s")]
+    latency: Duration,
+    /// Close the connection without answering the first N requests for PATH: PATH*N.
+    #[arg(long)]
+    drop: Vec<DropRule>,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected K=V, got {s:?}"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Parses the command line, runs it, returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> i32 {
+    match command {
+        Command::Identity(args) => identity(args).await,
+        Command::Userdata {
+            command: UserdataCommand::Check { file },
+        } => userdata_check(&file),
+        Command::ImdsMock(args) => imds_mock(args).await,
+    }
+}
+
+fn vcpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+async fn identity(args: BootArgs) -> i32 {
+    let client = match ImdsOptions::from_env(args.imds_allow_v1).and_then(ImdsClient::new) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + args.boot_deadline;
+    match crate::identity::boot(&client, deadline).await {
+        Ok(b) => {
+            let report =
+                crate::identity::report(Some(&b.identity), &b.config, &b.tags, Some(vcpus()));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("JSON values serialise")
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn userdata_check(file: &std::path::Path) -> i32 {
+    let raw = if file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        match std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf) {
+            Ok(_) => buf,
+            Err(e) => {
+                eprintln!("error: failed to read stdin: {e}");
+                return exit::USAGE;
+            }
+        }
+    } else {
+        match std::fs::read(file) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: failed to read {}: {e}", file.display());
+                return exit::USAGE;
+            }
+        }
+    };
+    let config = crate::userdata::decode(&raw)
+        .map_err(|e| e.to_string())
+        .and_then(|doc| crate::config::parse(&doc).map_err(|e| e.to_string()));
+    match config {
+        Ok(config) => {
+            let tags: BTreeMap<String, String> = config.tags.clone();
+            let report = crate::identity::report(None, &config, &tags, None);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("JSON values serialise")
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            exit::USAGE
+        }
+    }
+}
+
+async fn imds_mock(args: MockArgs) -> i32 {
+    let userdata = match &args.userdata {
+        None => None,
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => Some(Bytes::from(b)),
+            Err(e) => {
+                eprintln!("error: failed to read --userdata {}: {e}", p.display());
+                return exit::USAGE;
+            }
+        },
+    };
+    let opts = MockOptions {
+        userdata,
+        instance_id: args.instance_id,
+        instance_type: args.instance_type,
+        region: args.region,
+        availability_zone: args.availability_zone,
+        life_cycle: args.life_cycle,
+        launch_index: args.launch_index,
+        tags: args.tags.into_iter().collect(),
+        role: args.role,
+        interrupt_after: args.interrupt_after,
+        interrupt_action: args.interrupt_action,
+        rebalance_after: args.rebalance_after,
+        asg_terminate_after: args.asg_terminate_after,
+        allow_v1: args.allow_v1,
+        token_ttl_max: args.token_ttl_max,
+        fail: args.fail,
+        drop: args.drop,
+        latency: args.latency,
+    };
+    let shutdown = CancellationToken::new();
+    let server = match MockServer::start(args.listen, opts, shutdown.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: failed to listen on {}: {e}", args.listen);
+            return exit::FAILURE;
+        }
+    };
+    println!("{}", server.url);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    tracing::info!(url = %server.url, "imds-mock serving");
+    wait_for_signal().await;
+    shutdown.cancel();
+    exit::OK
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,476 @@
+//! The agent config, version 1 (DESIGN 5.4): parsing, validation, defaults.
+//!
+//! Only `queue`, `inputs` and `results` are required. Unknown keys are errors that name
+//! them. Every error names the field path and, where the document has one, the line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::tags;
+use crate::userdata::{ConfigDocument, Format};
+
+/// What to do on a rebalance recommendation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnRebalance {
+    /// Keep working as if nothing happened.
+    Ignore,
+    /// Take no new jobs; finish the ones in flight.
+    StopLeasing,
+    /// Drain as for an interruption notice.
+    Drain,
+}
+
+/// `spot:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpotConfig {
+    /// Poll interval for the notices, seconds.
+    pub poll_seconds: u64,
+    /// What a rebalance recommendation does.
+    pub on_rebalance: OnRebalance,
+    /// Jobs expected to end later than this before the deadline are released.
+    pub drain_margin_seconds: u64,
+}
+
+/// `processors.exec:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecConfig {
+    /// The command; jobs never carry commands.
+    pub argv: Vec<String>,
+    /// Longest a run may take.
+    pub timeout_seconds: u64,
+    /// Largest stdout accepted.
+    pub max_output_bytes: u64,
+}
+
+/// `processors:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Processors {
+    /// The `exec` processor, when jobs may name it.
+    pub exec: Option<ExecConfig>,
+}
+
+/// A validated config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `sqlite:///…` or an SQS queue URL.
+    pub queue: String,
+    /// Allowed source prefixes.
+    pub inputs: Vec<String>,
+    /// Where results go.
+    pub results: String,
+    /// Jobs in flight; `None` = 2 × vCPUs.
+    pub concurrency: Option<u32>,
+    /// Lease per job, seconds.
+    pub lease_seconds: u64,
+    /// Tags as written (templates unexpanded).
+    pub tags: BTreeMap<String, String>,
+    /// Spot behaviour.
+    pub spot: SpotConfig,
+    /// Processor settings.
+    pub processors: Processors,
+    /// Opt-in CreateTags for per-instance tags.
+    pub publish_tags: bool,
+}
+
+/// The default job lease (DESIGN 4).
+pub const DEFAULT_LEASE_SECONDS: u64 = 300;
+
+impl Config {
+    /// Jobs in flight on a machine with `vcpus` CPUs.
+    pub fn concurrency_for(&self, vcpus: usize) -> usize {
+        self.concurrency
+            .map(|c| c as usize)
+            .unwrap_or_else(|| (2 * vcpus).clamp(1, 1024))
+    }
+
+    /// The config as JSON, every key present (DESIGN 5.4). `vcpus` fills the
+    /// machine-dependent default; without it the default reads `"auto"`.
+    pub fn to_json(&self, vcpus: Option<usize>) -> Value {
+        let concurrency = match (self.concurrency, vcpus) {
+            (Some(c), _) => json!(c),
+            (None, Some(v)) => json!(self.concurrency_for(v)),
+            (None, None) => json!("auto"),
+        };
+        json!({
+            "queue": self.queue,
+            "inputs": self.inputs,
+            "results": self.results,
+            "concurrency": concurrency,
+            "lease_seconds": self.lease_seconds,
+            "tags": self.tags,
+            "spot": self.spot,
+            "processors": self.processors,
+            "publish_tags": self.publish_tags,
+        })
+    }
+}
+
+/// A config that does not hold, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the document came from.
+    pub origin: String,
+    /// 1-based line in the document, when known.
+    pub line: Option<usize>,
+    /// Dotted field path (`spot.poll_seconds`), empty for the document as a whole.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config in {}", self.origin)?;
+        if let Some(line) = self.line {
+            write!(f, ", line {line}")?;
+        }
+        f.write_str(": ")?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    queue: String,
+    inputs: Vec<String>,
+    results: String,
+    concurrency: Option<i64>,
+    lease_seconds: Option<i64>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    spot: Option<RawSpot>,
+    processors: Option<RawProcessors>,
+    publish_tags: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpot {
+    poll_seconds: Option<i64>,
+    on_rebalance: Option<OnRebalance>,
+    drain_margin_seconds: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProcessors {
+    exec: Option<RawExec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExec {
+    argv: Vec<String>,
+    timeout_seconds: Option<i64>,
+    max_output_bytes: Option<i64>,
+}
+
+/// Parses and validates a config document.
+pub fn parse(doc: &ConfigDocument) -> Result<Config, ConfigError> {
+    let fail_parse = |line: Option<usize>, message: String| ConfigError {
+        origin: doc.origin.clone(),
+        line,
+        path: String::new(),
+        message,
+    };
+    let raw: RawConfig = match doc.format {
+        Format::Yaml => serde_yaml_ng::from_str(&doc.text).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            fail_parse(line, strip_location(&e.to_string()))
+        })?,
+        Format::Json => serde_json::from_str(&doc.text)
+            .map_err(|e| fail_parse(Some(e.line()), strip_location(&e.to_string())))?,
+        Format::Toml => toml::from_str(&doc.text).map_err(|e| {
+            let line = e.span().map(|s| {
+                doc.text[..s.start.min(doc.text.len())]
+                    .lines()
+                    .count()
+                    .max(1)
+            });
+            fail_parse(line, e.message().to_string())
+        })?,
+    };
+    let v = Validator { doc };
+    v.build(raw)
+}
+
+/// Reads a config file (`--config FILE`): the same document as in user-data.
+pub fn parse_text(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let doc = crate::userdata::decode(text.as_bytes()).map_err(|e| ConfigError {
+        origin: origin.to_string(),
+        line: None,
+        path: String::new(),
+        message: e.to_string(),
+    })?;
+    parse(&ConfigDocument {
+        origin: origin.to_string(),
+        ..doc
+    })
+}
+
+struct Validator<'a> {
+    doc: &'a ConfigDocument,
+}
+
+impl Validator<'_> {
+    fn err(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            origin: self.doc.origin.clone(),
+            line: locate(&self.doc.text, path),
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn range(
+        &self,
+        path: &str,
+        v: Option<i64>,
+        lo: i64,
+        hi: i64,
+        default: i64,
+    ) -> Result<u64, ConfigError> {
+        match v {
+            None => Ok(default as u64),
+            Some(n) if (lo..=hi).contains(&n) => Ok(n as u64),
+            Some(n) => Err(self.err(path, format!("expected {lo}..={hi}, got {n}"))),
+        }
+    }
+
+    fn build(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        check_queue(&raw.queue).map_err(|m| self.err("queue", m))?;
+        if raw.inputs.is_empty() {
+            return Err(self.err("inputs", "expected at least one allowed source prefix"));
+        }
+        for (i, input) in raw.inputs.iter().enumerate() {
+            check_location(input, &["s3", "file", "http", "https"])
+                .map_err(|m| self.err(&format!("inputs[{i}]"), m))?;
+        }
+        check_location(&raw.results, &["s3", "file"]).map_err(|m| self.err("results", m))?;
+        let concurrency = match raw.concurrency {
+            None => None,
+            Some(_) => Some(self.range("concurrency", raw.concurrency, 1, 1024, 0)? as u32),
+        };
+        let lease_seconds = self.range(
+            "lease_seconds",
+            raw.lease_seconds,
+            30,
+            43_200,
+            DEFAULT_LEASE_SECONDS as i64,
+        )?;
+        for (k, v) in &raw.tags {
+            tags::check(k, v).map_err(|m| self.err(&format!("tags.{k}"), m))?;
+        }
+        if raw.tags.len() > tags::MAX_TAGS {
+            return Err(self.err(
+                "tags",
+                format!(
+                    "{} tags, more than the {} AWS allows",
+                    raw.tags.len(),
+                    tags::MAX_TAGS
+                ),
+            ));
+        }
+        let spot = raw.spot.unwrap_or(RawSpot {
+            poll_seconds: None,
+            on_rebalance: None,
+            drain_margin_seconds: None,
+        });
+        let spot = SpotConfig {
+            poll_seconds: self.range("spot.poll_seconds", spot.poll_seconds, 1, 60, 5)?,
+            on_rebalance: spot.on_rebalance.unwrap_or(OnRebalance::StopLeasing),
+            drain_margin_seconds: self.range(
+                "spot.drain_margin_seconds",
+                spot.drain_margin_seconds,
+                0,
+                110,
+                20,
+            )?,
+        };
+        let exec = match raw.processors.and_then(|p| p.exec) {
+            None => None,
+            Some(e) => {
+                let Some(program) = e.argv.first() else {
+                    return Err(self.err(
+                        "processors.exec.argv",
+                        "expected a command, got an empty list",
+                    ));
+                };
+                if !program.starts_with('/') {
+                    return Err(self.err(
+                        "processors.exec.argv",
+                        format!("the command must be an absolute path, got {program:?}"),
+                    ));
+                }
+                Some(ExecConfig {
+                    argv: e.argv,
+                    timeout_seconds: self.range(
+                        "processors.exec.timeout_seconds",
+                        e.timeout_seconds,
+                        1,
+                        43_200,
+                        600,
+                    )?,
+                    max_output_bytes: self.range(
+                        "processors.exec.max_output_bytes",
+                        e.max_output_bytes,
+                        1,
+                        64 << 20,
+                        1 << 20,
+                    )?,
+                })
+            }
+        };
+        Ok(Config {
+            queue: raw.queue,
+            inputs: raw.inputs,
+            results: raw.results,
+            concurrency,
+            lease_seconds,
+            tags: raw.tags,
+            spot,
+            processors: Processors { exec },
+            publish_tags: raw.publish_tags.unwrap_or(false),
+        })
+    }
+}
+
+fn check_queue(q: &str) -> Result<(), String> {
+    let url = url::Url::parse(q)
+        .map_err(|e| format!("expected an SQS queue URL or sqlite:///path, got {q:?} ({e})"))?;
+    match url.scheme() {
+        "sqlite" => {
+            if url.path().len() <= 1 || url.host_str().is_some_and(|h| !h.is_empty()) {
+                return Err(format!(
+                    "expected sqlite:///absolute/path.db (three slashes), got {q:?}"
+                ));
+            }
+            Ok(())
+        }
+        "http" | "https" if url.host_str().is_some() => Ok(()),
+        _ => Err(format!(
+            "expected an SQS queue URL (https://…) or sqlite:///path, got {q:?}"
+        )),
+    }
+}
+
+fn check_location(loc: &str, schemes: &[&str]) -> Result<(), String> {
+    let url = url::Url::parse(loc)
+        .map_err(|e| format!("expected a URL ({}), got {loc:?} ({e})", schemes.join(", ")))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(format!(
+            "scheme {:?} is not allowed here; use one of {}",
+            url.scheme(),
+            schemes
+                .iter()
+                .map(|s| format!("{s}://"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if url.scheme() != "file" && url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{loc:?} has no bucket or host"));
+    }
+    if crate::allow::has_dot_segment(loc) {
+        return Err(format!("{loc:?} has a . or .. segment"));
+    }
+    Ok(())
+}
+
+/// Drops serde's " at line N column M" tail: the line is reported on its own.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// The line of a dotted field path in YAML, JSON or TOML text, by looking for each
+/// segment's key after the previous one's line. Good enough to point a person at it.
+fn locate(text: &str, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut from = 0;
+    let mut found = None;
+    for seg in path.split('.') {
+        let key = seg.split('[').next().unwrap_or(seg);
+        let idx = (from..lines.len()).find(|&i| {
+            let l = lines[i]
+                .trim_start()
+                .trim_start_matches(['{', ',', '-', ' ']);
+            let l = l.trim_start_matches('"').trim_start_matches('\'');
+            l.strip_prefix(key).is_some_and(|rest| {
+                let rest = rest.trim_start_matches(['"', '\'']).trim_start();
+                rest.starts_with(':') || rest.starts_with('=')
+            }) || lines[i].trim() == format!("[{key}]")
+        })?;
+        found = Some(idx + 1);
+        from = idx + 1;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str, format: Format) -> ConfigDocument {
+        ConfigDocument {
+            text: text.into(),
+            format,
+            origin: "test".into(),
+        }
+    }
+
+    const MIN: &str = "queue: sqlite:///var/lib/rangefleet/queue.db\ninputs: [\"file:///srv/in/\"]\nresults: file:///srv/out/\n";
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = parse(&doc(MIN, Format::Yaml)).unwrap();
+        assert_eq!(c.lease_seconds, 300);
+        assert_eq!(c.spot.poll_seconds, 5);
+        assert_eq!(c.spot.on_rebalance, OnRebalance::StopLeasing);
+        assert_eq!(c.spot.drain_margin_seconds, 20);
+        assert_eq!(c.concurrency, None);
+        assert_eq!(c.concurrency_for(4), 8);
+        assert_eq!(c.to_json(None)["concurrency"], "auto");
+        assert_eq!(c.to_json(Some(2))["concurrency"], 4);
+        assert!(!c.publish_tags);
+    }
+
+    #[test]
+    fn out_of_range_names_path_and_line() {
+        let e = parse(&doc(&format!("{MIN}concurrency: 0\n"), Format::Yaml)).unwrap_err();
+        assert_eq!(e.path, "concurrency");
+        assert_eq!(e.line, Some(4));
+        assert!(
+            e.to_string()
+                .ends_with("line 4: concurrency: expected 1..=1024, got 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nested_paths_are_located() {
+        let text = format!("{MIN}spot:\n  on_rebalance: drain\n  poll_seconds: 0\n");
+        let e = parse(&doc(&text, Format::Yaml)).unwrap_err();
+        assert_eq!((e.path.as_str(), e.line), ("spot.poll_seconds", Some(6)));
+    }
+
+    #[test]
+    fn line_of_a_toml_key() {
+        assert_eq!(
+            locate("a = 1\n[spot]\npoll_seconds = 0\n", "spot.poll_seconds"),
+            Some(3)
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! The boot path: who this instance is and what it is to do, from IMDS alone.
+//!
+//! One token, a handful of GETs in parallel, zero EC2 API calls (DESIGN 1).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::config::{self, Config, ConfigError};
+use crate::imds::{ImdsClient, ImdsError};
+use crate::tags;
+use crate::userdata::{self, UserdataError};
+
+/// Who this instance is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// `i-…`.
+    pub instance_id: String,
+    /// `m5.large`.
+    pub instance_type: String,
+    /// `us-east-1a`.
+    pub availability_zone: String,
+    /// `us-east-1`.
+    pub region: String,
+    /// `spot` or `on-demand`.
+    pub life_cycle: String,
+    /// Position in its launch request.
+    pub launch_index: u32,
+    /// The AMI it booted from.
+    pub ami_id: String,
+}
+
+impl Identity {
+    /// An identity for one machine without IMDS (`agent --no-imds`, the demo).
+    pub fn local(instance_id: &str, region: &str) -> Identity {
+        Identity {
+            instance_id: instance_id.to_string(),
+            instance_type: "local".into(),
+            availability_zone: format!("{region}-local"),
+            region: region.to_string(),
+            life_cycle: "on-demand".into(),
+            launch_index: 0,
+            ami_id: "none".into(),
+        }
+    }
+}
+
+/// What boot learned.
+#[derive(Debug, Clone)]
+pub struct Boot {
+    /// The instance.
+    pub identity: Identity,
+    /// The validated config from user-data.
+    pub config: Config,
+    /// Effective tags: instance tags overlaid by user-data's, expanded.
+    pub tags: BTreeMap<String, String>,
+    /// Whether IMDS serves instance tags (metadata tags enabled).
+    pub instance_tags_on: bool,
+}
+
+/// Why boot failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// IMDS did not answer as needed.
+    #[error(transparent)]
+    Imds(#[from] ImdsError),
+    /// A metadata item every instance has was absent.
+    #[error("IMDS at {endpoint} has no {path} (404): is this an EC2 instance, and is the endpoint right?")]
+    Missing {
+        /// Base URL.
+        endpoint: String,
+        /// Path.
+        path: String,
+    },
+    /// The instance was launched without user-data.
+    #[error("the instance has no user-data (IMDS {endpoint} answered 404): launch it with the rangefleet cloud-config (terraform/modules/userdata)")]
+    NoUserdata {
+        /// Base URL.
+        endpoint: String,
+    },
+    /// User-data that holds no usable config document.
+    #[error(transparent)]
+    Userdata(#[from] UserdataError),
+    /// A config that does not validate.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Tags that break AWS's rules once expanded.
+    #[error("invalid tags: {0}")]
+    Tags(String),
+}
+
+impl BootError {
+    /// The documented exit code (DESIGN 5.6): 75 when IMDS could not be reached in
+    /// time (systemd restarts the unit), 2 for bad user-data, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BootError::Imds(e) if e.is_deadline() => crate::exit::TEMPFAIL,
+            BootError::Userdata(_) | BootError::Config(_) | BootError::Tags(_) => {
+                crate::exit::USAGE
+            }
+            BootError::NoUserdata { .. } => crate::exit::USAGE,
+            _ => crate::exit::FAILURE,
+        }
+    }
+}
+
+const MD: &str = "/latest/meta-data";
+
+/// Asks IMDS who this instance is and reads its config from user-data.
+pub async fn boot(imds: &ImdsClient, deadline: Instant) -> Result<Boot, BootError> {
+    let required = |path: &'static str| async move {
+        imds.get_text(&format!("{MD}/{path}"), deadline)
+            .await?
+            .ok_or_else(|| BootError::Missing {
+                endpoint: imds.endpoint().to_string(),
+                path: format!("{MD}/{path}"),
+            })
+    };
+    let optional = |path: &'static str| async move {
+        Ok::<_, BootError>(imds.get_text(&format!("{MD}/{path}"), deadline).await?)
+    };
+    // The first request fetches the token; the others wait on it, then run together.
+    let instance_id = required("instance-id").await?;
+    let (instance_type, availability_zone, region, life_cycle, launch_index, ami_id, raw, tag_keys) =
+        tokio::try_join!(
+            required("instance-type"),
+            required("placement/availability-zone"),
+            optional("placement/region"),
+            optional("instance-life-cycle"),
+            optional("ami-launch-index"),
+            optional("ami-id"),
+            async { Ok::<_, BootError>(imds.get("/latest/user-data", deadline).await?) },
+            optional("tags/instance"),
+        )?;
+    let region = region.unwrap_or_else(|| region_of(&availability_zone));
+    let identity = Identity {
+        instance_id,
+        instance_type,
+        availability_zone,
+        region,
+        life_cycle: life_cycle.unwrap_or_else(|| "on-demand".into()),
+        launch_index: launch_index.and_then(|i| i.parse().ok()).unwrap_or(0),
+        ami_id: ami_id.unwrap_or_default(),
+    };
+    let raw = raw.ok_or_else(|| BootError::NoUserdata {
+        endpoint: imds.endpoint().to_string(),
+    })?;
+    let doc = userdata::decode(&raw)?;
+    let config = config::parse(&doc)?;
+
+    let instance_tags_on = tag_keys.is_some();
+    let mut instance_tags = BTreeMap::new();
+    let keys: Vec<String> = tag_keys
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(String::from)
+        .collect();
+    let values = futures::future::try_join_all(keys.iter().map(|k| async move {
+        imds.get_text(&format!("{MD}/tags/instance/{k}"), deadline)
+            .await
+    }))
+    .await?;
+    for (k, v) in keys.into_iter().zip(values) {
+        if let Some(v) = v {
+            instance_tags.insert(k, v);
+        }
+    }
+    let tags = tags::effective(&config.tags, &instance_tags, &identity).map_err(BootError::Tags)?;
+    Ok(Boot {
+        identity,
+        config,
+        tags,
+        instance_tags_on,
+    })
+}
+
+/// `us-east-1a` → `us-east-1`; local zones (`us-east-1-bos-1a`) keep their region prefix.
+fn region_of(az: &str) -> String {
+    let parts: Vec<&str> = az.split('-').collect();
+    if parts.len() >= 3 {
+        let third = parts[2].trim_end_matches(|c: char| c.is_ascii_lowercase());
+        format!("{}-{}-{}", parts[0], parts[1], third)
+    } else {
+        az.trim_end_matches(|c: char| c.is_ascii_lowercase())
+            .to_string()
+    }
+}
+
+/// The JSON that `identity` and `userdata check` print (DESIGN 5.4).
+pub fn report(
+    identity: Option<&Identity>,
+    config: &Config,
+    tags: &BTreeMap<String, String>,
+    vcpus: Option<usize>,
+) -> Value {
+    json!({
+        "identity": identity,
+        "config": config.to_json(vcpus),
+        "tags": tags,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_from_zone() {
+        assert_eq!(region_of("us-east-1a"), "us-east-1");
+        assert_eq!(region_of("eu-central-2c"), "eu-central-2");
+        assert_eq!(region_of("us-east-1-bos-1a"), "us-east-1");
+    }
+}

@@ -1,0 +1,202 @@
+//! Tags: templates expanded from the instance's identity, and AWS's tag rules.
+//!
+//! Tags are set once, at launch, by the launch template; the same tags travel in
+//! user-data so the agent knows them without an EC2 API call (DESIGN 1).
+
+use std::collections::BTreeMap;
+
+use crate::identity::Identity;
+
+/// Placeholders a tag value may use.
+pub const PLACEHOLDERS: [&str; 5] = [
+    "instance_id",
+    "launch_index",
+    "availability_zone",
+    "instance_type",
+    "region",
+];
+/// Most tags a resource may carry.
+pub const MAX_TAGS: usize = 50;
+/// Longest key, in characters.
+pub const MAX_KEY: usize = 128;
+/// Longest value, in characters.
+pub const MAX_VALUE: usize = 256;
+
+/// Checks one tag as written in user-data: key rules, value length, known placeholders.
+///
+/// Keys are checked against the rules for instance metadata tags (letters, digits and
+/// `+ - = . _ : @`), which are stricter than EC2's own: the launch template turns
+/// metadata tags on, and a key that breaks them would make IMDS refuse to serve tags.
+pub fn check(key: &str, value: &str) -> Result<(), String> {
+    let n = key.chars().count();
+    if n == 0 || n > MAX_KEY {
+        return Err(format!(
+            "tag key must be 1 to {MAX_KEY} characters, got {n}"
+        ));
+    }
+    if key.len() >= 4 && key[..4].eq_ignore_ascii_case("aws:") {
+        return Err(format!(
+            "tag key {key:?}: the aws: prefix is reserved for AWS"
+        ));
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "+-=._:@".contains(*c)))
+    {
+        return Err(format!(
+            "tag key {key:?} has {c:?}: with instance metadata tags on, keys may hold only \
+             letters, digits and + - = . _ : @"
+        ));
+    }
+    if key == "." || key == ".." {
+        return Err(format!(
+            "tag key {key:?} is not allowed with instance metadata tags"
+        ));
+    }
+    let n = value.chars().count();
+    if n > MAX_VALUE {
+        return Err(format!(
+            "tag {key:?}: value must be at most {MAX_VALUE} characters, got {n}"
+        ));
+    }
+    for name in placeholders(value) {
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "tag {key:?}: unknown placeholder {{{name}}} (known: {})",
+                PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `{name}` placeholders in a value.
+fn placeholders(value: &str) -> impl Iterator<Item = &str> {
+    value.split('{').skip(1).filter_map(|rest| {
+        let name = &rest[..rest.find('}')?];
+        (!name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .then_some(name)
+    })
+}
+
+/// A value with its placeholders filled from `identity`.
+pub fn expand(value: &str, identity: &Identity) -> String {
+    let mut out = value.to_string();
+    for (name, v) in [
+        ("instance_id", identity.instance_id.clone()),
+        ("launch_index", identity.launch_index.to_string()),
+        ("availability_zone", identity.availability_zone.clone()),
+        ("instance_type", identity.instance_type.clone()),
+        ("region", identity.region.clone()),
+    ] {
+        out = out.replace(&format!("{{{name}}}"), &v);
+    }
+    out
+}
+
+/// The tags in force: the instance's own tags (from IMDS) overlaid by user-data's,
+/// expanded. Fails when the result breaks AWS's limits.
+pub fn effective(
+    userdata: &BTreeMap<String, String>,
+    instance: &BTreeMap<String, String>,
+    identity: &Identity,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut tags = instance.clone();
+    for (k, v) in userdata {
+        let value = expand(v, identity);
+        let n = value.chars().count();
+        if n > MAX_VALUE {
+            return Err(format!(
+                "tag {k:?}: value is {n} characters once expanded, more than {MAX_VALUE}"
+            ));
+        }
+        tags.insert(k.clone(), value);
+    }
+    let own = tags.keys().filter(|k| !k.starts_with("aws:")).count();
+    if own > MAX_TAGS {
+        return Err(format!("{own} tags, more than the {MAX_TAGS} AWS allows"));
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Identity {
+        Identity {
+            instance_id: "i-0abc".into(),
+            instance_type: "c6i.large".into(),
+            availability_zone: "eu-west-1b".into(),
+            region: "eu-west-1".into(),
+            life_cycle: "spot".into(),
+            launch_index: 3,
+            ami_id: "ami-1".into(),
+        }
+    }
+
+    #[test]
+    fn expands_every_placeholder() {
+        let v = expand(
+            "w-{instance_id}-{launch_index}-{availability_zone}-{instance_type}-{region}",
+            &id(),
+        );
+        assert_eq!(v, "w-i-0abc-3-eu-west-1b-c6i.large-eu-west-1");
+    }
+
+    #[test]
+    fn userdata_tags_win_over_instance_tags() {
+        let ud = BTreeMap::from([("team".to_string(), "data".to_string())]);
+        let inst = BTreeMap::from([
+            ("team".to_string(), "other".to_string()),
+            ("env".to_string(), "prod".to_string()),
+        ]);
+        let t = effective(&ud, &inst, &id()).unwrap();
+        assert_eq!(t["team"], "data");
+        assert_eq!(t["env"], "prod");
+    }
+
+    #[test]
+    fn aws_rules() {
+        assert!(check("Name", "worker-{instance_id}").is_ok());
+        assert!(check("a+b-c=d.e_f:g@h", "").is_ok());
+        assert!(check("", "x").unwrap_err().contains("1 to 128"));
+        assert!(check(&"k".repeat(129), "x")
+            .unwrap_err()
+            .contains("1 to 128"));
+        assert!(check("aws:x", "x").unwrap_err().contains("reserved"));
+        assert!(check("AWS:x", "x").unwrap_err().contains("reserved"));
+        assert!(check("has space", "x")
+            .unwrap_err()
+            .contains("letters, digits"));
+        assert!(check("a/b", "x").unwrap_err().contains("letters, digits"));
+        assert!(check("k", &"v".repeat(257))
+            .unwrap_err()
+            .contains("at most 256"));
+        assert!(check("k", "{hostname}")
+            .unwrap_err()
+            .contains("unknown placeholder"));
+        assert!(check("k", "{ not a placeholder }").is_ok());
+    }
+
+    #[test]
+    fn too_many_tags_is_refused() {
+        let ud: BTreeMap<_, _> = (0..51)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        assert!(effective(&ud, &BTreeMap::new(), &id())
+            .unwrap_err()
+            .contains("51 tags"));
+    }
+
+    #[test]
+    fn expansion_that_grows_too_long_is_refused() {
+        let ud = BTreeMap::from([(
+            "k".to_string(),
+            format!("{}{{instance_id}}", "x".repeat(254)),
+        )]);
+        assert!(effective(&ud, &BTreeMap::new(), &id())
+            .unwrap_err()
+            .contains("once expanded"));
+    }
+}
