@@ -106,6 +106,9 @@ data "aws_iam_policy_document" "agent" {
 
   # Per-instance tags (publish_tags): an instance may tag itself only, and
   # only with the templated keys. Launch-time tags need no permission.
+  # aws:ARN is the target resource's ARN; compared with the calling
+  # instance's ARN it limits the call to "this instance" (a widely used,
+  # if thinly documented, pattern; the IAM console flags the key as unknown).
   dynamic "statement" {
     for_each = var.publish_tags && length(local.templated_tag_keys) > 0 ? [1] : []
     content {

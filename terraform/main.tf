@@ -20,7 +20,7 @@ locals {
   region     = data.aws_region.current.name
   account_id = data.aws_caller_identity.current.account_id
   vpc_id     = data.aws_subnet.first.vpc_id
-  ami_id     = var.ami_id != null ? var.ami_id : nonsensitive(data.aws_ssm_parameter.ami[0].value)
+  ami_id     = var.ami_id != null ? var.ami_id : data.aws_ssm_parameter.ami[0].insecure_value
 
   # Tags whose values are templates ({instance_id} …) differ per instance, so
   # they cannot be set at launch; the agent sets them when publish_tags is on.
