@@ -317,7 +317,7 @@ impl SplitMix64 {
 
     /// A number in `0..n` (multiply-shift; the bias is far below what matters here).
     fn below(&mut self, n: u32) -> u32 {
-        ((self.next() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next() >> 32) * u64::from(n)) >> 32) as u32
     }
 
     fn pick<T: Copy>(&mut self, from: &[T]) -> T {
