@@ -72,3 +72,10 @@ pub trait Queue: Send + Sync {
     /// Counts for `status`.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
 }
+
+pub mod fake;
+pub mod open;
+pub mod sqlite;
+pub mod sqs;
+
+pub use open::open;
