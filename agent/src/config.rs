@@ -179,15 +179,23 @@ struct RawExec {
 pub fn parse(doc: &ConfigDocument) -> Result<Config, ConfigError> {
     let fail_parse = |line: Option<usize>, message: String| ConfigError {
         origin: doc.origin.clone(),
-        line,
+        line: line.map(|l| l + doc.line_offset),
         path: String::new(),
         message,
     };
     let raw: RawConfig = match doc.format {
-        Format::Yaml => serde_yaml_ng::from_str(&doc.text).map_err(|e| {
-            let line = e.location().map(|l| l.line());
-            fail_parse(line, strip_location(&e.to_string()))
-        })?,
+        Format::Yaml => {
+            // Expand the document once untyped first: that pass refuses alias bombs
+            // (billions of repetitions) before field errors could hide them.
+            serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&doc.text).map_err(|e| {
+                let line = e.location().map(|l| l.line());
+                fail_parse(line, strip_location(&e.to_string()))
+            })?;
+            serde_yaml_ng::from_str(&doc.text).map_err(|e| {
+                let line = e.location().map(|l| l.line());
+                fail_parse(line, strip_location(&e.to_string()))
+            })?
+        }
         Format::Json => serde_json::from_str(&doc.text)
             .map_err(|e| fail_parse(Some(e.line()), strip_location(&e.to_string())))?,
         Format::Toml => toml::from_str(&doc.text).map_err(|e| {
@@ -226,7 +234,7 @@ impl Validator<'_> {
     fn err(&self, path: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             origin: self.doc.origin.clone(),
-            line: locate(&self.doc.text, path),
+            line: locate(&self.doc.text, path).map(|l| l + self.doc.line_offset),
             path: path.to_string(),
             message: message.into(),
         }
@@ -387,12 +395,28 @@ fn check_location(loc: &str, schemes: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// Drops serde's " at line N column M" tail: the line is reported on its own.
+/// Drops serde's " at line N column M": the line is reported on its own, offset to
+/// where the operator sees it.
 fn strip_location(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
+    let mut out = msg.to_string();
+    while let Some(i) = out.find(" at line ") {
+        let rest = &out[i + " at line ".len()..];
+        let end = rest
+            .find(" column ")
+            .map(|c| {
+                let after = &rest[c + " column ".len()..];
+                c + " column ".len()
+                    + after
+                        .find(|ch: char| !ch.is_ascii_digit())
+                        .unwrap_or(after.len())
+            })
+            .unwrap_or_else(|| {
+                rest.find(|ch: char| !ch.is_ascii_digit())
+                    .unwrap_or(rest.len())
+            });
+        out.replace_range(i..i + " at line ".len() + end, "");
     }
+    out
 }
 
 /// The line of a dotted field path in YAML, JSON or TOML text, by looking for each
@@ -428,6 +452,7 @@ mod tests {
             text: text.into(),
             format,
             origin: "test".into(),
+            line_offset: 0,
         }
     }
 

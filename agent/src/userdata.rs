@@ -41,6 +41,9 @@ pub struct ConfigDocument {
     /// Where it came from, for error messages (e.g. "write_files entry /etc/rangefleet/agent.yaml
     /// of the #cloud-config").
     pub origin: String,
+    /// Lines before the document in the user-data file, so errors can name the line an
+    /// operator sees there (0 when the document is not visible as plain text).
+    pub line_offset: usize,
 }
 
 /// Why user-data could not be turned into a config document.
@@ -134,6 +137,7 @@ fn decode_layer(raw: &[u8], what: &str, depth: usize) -> Result<ConfigDocument, 
         format: sniff(text),
         text: text.to_string(),
         origin: what.to_string(),
+        line_offset: 0,
     })
 }
 
@@ -160,6 +164,7 @@ fn sniff(text: &str) -> Format {
 }
 
 fn from_cloud_config(text: &str) -> Result<ConfigDocument, UserdataError> {
+    let outer = text;
     let doc: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(text).map_err(|e| UserdataError::CloudConfigYaml(e.to_string()))?;
     let files = match doc.get("write_files") {
@@ -207,11 +212,33 @@ fn from_cloud_config(text: &str) -> Result<ConfigDocument, UserdataError> {
     if text.trim().is_empty() {
         return Err(UserdataError::BadEntry("content is empty".into()));
     }
+    let line_offset = if encoding == "text/plain" {
+        content_offset(outer, &text)
+    } else {
+        0
+    };
     Ok(ConfigDocument {
         format: sniff(&text),
         text,
         origin,
+        line_offset,
     })
+}
+
+/// Lines of `outer` before the one where the plain `content` of our entry starts.
+fn content_offset(outer: &str, content: &str) -> usize {
+    let Some(first) = content.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return 0;
+    };
+    let lines: Vec<&str> = outer.lines().collect();
+    let Some(entry) = lines.iter().position(|l| l.contains(CONFIG_PATH)) else {
+        return 0;
+    };
+    let skipped = content.lines().take_while(|l| l.trim().is_empty()).count();
+    lines[entry..]
+        .iter()
+        .position(|l| l.trim() == first)
+        .map_or(0, |i| (entry + i).saturating_sub(skipped))
 }
 
 /// One MIME part: its headers (lower-cased names) and body.
@@ -372,14 +399,15 @@ fn gunzip(raw: &[u8]) -> Result<Vec<u8>, UserdataError> {
     Ok(out)
 }
 
-/// True when every byte is base64 alphabet or white space, and there is enough to be an
-/// encoding rather than a one-word document.
+/// True when every byte is base64 alphabet or a line break, and there is enough to be an
+/// encoding rather than a one-word document. (Spaces never occur in base64, and YAML
+/// lists start with "- ".)
 fn looks_base64(b: &[u8]) -> bool {
     b.len() >= 8
         && b.iter().all(|c| {
             c.is_ascii_alphanumeric()
                 || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_')
-                || c.is_ascii_whitespace()
+                || matches!(c, b'\r' | b'\n')
         })
         && b.iter().filter(|c| !c.is_ascii_whitespace()).count() % 4 != 1
 }

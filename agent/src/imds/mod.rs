@@ -233,8 +233,9 @@ impl ImdsClient {
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Retry(why)) => why,
             };
-            let pause = backoff.next_delay();
-            if Instant::now() + pause >= deadline {
+            // The last try is made at the deadline itself, then we give up.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err(ImdsError::Deadline {
                     endpoint: self.opts.endpoint.clone(),
                     path: path.to_string(),
@@ -243,6 +244,7 @@ impl ImdsClient {
                     last,
                 });
             }
+            let pause = backoff.next_delay().min(left);
             tracing::debug!(path, attempts, ?pause, error = %last, "IMDS request failed; retrying");
             tokio::time::sleep(pause).await;
         }
