@@ -410,6 +410,63 @@ mod sqs_only {
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].2, 3);
     }
+
+    const OPEN_URL: &str = "RANGEFLEET_TEST_OPEN_URL";
+
+    /// `queue::open` on an http URL makes a working SqsQueue from the environment alone
+    /// (what `Moto::aws_env` sets). The run is a child process, since the environment is
+    /// the input. (Without `AWS_ENDPOINT_URL` the URL's origin is the endpoint; that
+    /// choice is unit-tested in `queue::open`, so that a regression can never send a
+    /// test's requests to the real AWS.)
+    #[tokio::test]
+    async fn open_builds_a_client_from_the_environment() {
+        let moto = Moto::start().unwrap();
+        let client = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+        let (url, _) = create_queues(&client, true).await;
+        {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args([
+                "--exact",
+                "sqs_only::helper_open_process",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env(OPEN_URL, &url)
+            .envs(moto.aws_env());
+            let out = tokio::task::spawn_blocking(move || cmd.output())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "child failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Not a test on its own: the child of `open_builds_a_client_from_the_environment`.
+    #[tokio::test]
+    async fn helper_open_process() {
+        let Ok(url) = std::env::var(OPEN_URL) else {
+            return;
+        };
+        let q = rangefleet::queue::open(&url, None).await.unwrap();
+        q.enqueue(&bodies(2)).await.unwrap();
+        let got = q.lease(5, LONG, NO_WAIT).await.unwrap();
+        assert_eq!(got.len(), 2);
+        for l in &got {
+            q.ack(l).await.unwrap();
+        }
+        assert_eq!(q.stats().await.unwrap(), QueueStats::default());
+    }
 }
 
 // ---- SQLite only: several processes on one file -------------------------------------

@@ -14,6 +14,33 @@ const ACCEPTED: &str = "a queue URL is sqlite:///absolute/path.db (one machine) 
 
 /// Opens the queue `url` names; `region` overrides the AWS region for SQS.
 ///
+/// `sqs.eu-west-1.amazonaws.com` → `eu-west-1`.
+fn region_of_host(host: &str) -> Option<String> {
+    let rest = host.strip_prefix("sqs.")?;
+    let region = rest
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))
+        .or_else(|| rest.strip_suffix(".api.aws"))?;
+    let ok = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    ok.then(|| region.to_string())
+}
+
+/// The endpoint to set on the SQS client: the queue URL's origin when nothing is
+/// configured and the host is not AWS's.
+fn own_endpoint(queue_url: &url::Url, configured: Option<&str>) -> Option<String> {
+    let host = queue_url.host_str()?;
+    (configured.is_none() && !is_aws_host(host)).then(|| queue_url.origin().ascii_serialization())
+}
+
+fn is_aws_host(host: &str) -> bool {
+    [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]
+        .iter()
+        .any(|s| host.ends_with(s))
+}
+
 /// `sqlite:///abs/path.db` opens (and creates, with its folder) a SQLite queue. Any
 /// `http://` or `https://` URL is an SQS queue URL; the client comes from aws-config's
 /// default chain, so `AWS_REGION`, `AWS_ENDPOINT_URL` and the usual credentials apply.
@@ -50,15 +77,22 @@ pub async fn open(url: &str, region: Option<&str>) -> Result<Arc<dyn Queue>, Que
                     "queue URL {url:?} has no host or no queue path; {ACCEPTED}"
                 )));
             }
+            let host = parsed.host_str().unwrap_or_default();
             let mut loader = aws_config::defaults(BehaviorVersion::latest());
-            if let Some(r) = region {
-                loader = loader.region(Region::new(r.to_string()));
+            // An explicit region wins; else an AWS queue URL says where the queue is
+            // (a request sent to another region's endpoint is refused).
+            if let Some(r) = region.map(str::to_string).or_else(|| region_of_host(host)) {
+                loader = loader.region(Region::new(r));
             }
             let config = loader.load().await;
-            Ok(Arc::new(SqsQueue::new(
-                aws_sdk_sqs::Client::new(&config),
-                url,
-            )))
+            let mut sqs = aws_sdk_sqs::config::Builder::from(&config);
+            // A queue that is not on AWS (moto, LocalStack, ElasticMQ) is reached at the
+            // URL's own origin unless AWS_ENDPOINT_URL says otherwise.
+            if let Some(endpoint) = own_endpoint(&parsed, config.endpoint_url()) {
+                sqs = sqs.endpoint_url(endpoint);
+            }
+            let client = aws_sdk_sqs::Client::from_conf(sqs.build());
+            Ok(Arc::new(SqsQueue::new(client, url)))
         }
         other => Err(QueueError::BadUrl(format!(
             "queue URL {url:?} has scheme {other:?}; {ACCEPTED}"
@@ -103,6 +137,28 @@ mod tests {
                 Ok(_) => panic!("{url}: expected BadUrl, got a queue"),
             }
         }
+    }
+
+    #[test]
+    fn aws_queue_urls_name_their_region() {
+        assert_eq!(
+            region_of_host("sqs.eu-west-1.amazonaws.com").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_of_host("sqs.cn-north-1.amazonaws.com.cn").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(region_of_host("127.0.0.1"), None);
+        assert_eq!(region_of_host("queue.amazonaws.com"), None);
+        let local = url::Url::parse("http://127.0.0.1:5000/123456789012/jobs").unwrap();
+        let aws = url::Url::parse("https://sqs.us-east-1.amazonaws.com/123456789012/jobs").unwrap();
+        assert_eq!(
+            own_endpoint(&local, None).as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(own_endpoint(&local, Some("http://127.0.0.1:9")), None);
+        assert_eq!(own_endpoint(&aws, None), None);
     }
 
     #[tokio::test]
