@@ -228,7 +228,7 @@ async fn extend_keeps_it_hidden(s: &Subject) {
     q.ack(&l).await.unwrap();
 }
 
-/// An acked message is gone, and its lease can no longer be extended.
+/// An acked message is gone, and its lease can no longer be extended or dead-lettered.
 async fn ack_removes_it(s: &Subject) {
     let q = &*s.queue;
     q.enqueue(&bodies(2)).await.unwrap();
@@ -248,6 +248,14 @@ async fn ack_removes_it(s: &Subject) {
         Err(QueueError::LeaseLost(_)) => {}
         other => panic!("extend after ack: expected LeaseLost, got {other:?}"),
     }
+    match q.dead_letter(&l, "too late").await {
+        Err(QueueError::LeaseLost(_)) => {}
+        other => panic!("dead_letter after ack: expected LeaseLost, got {other:?}"),
+    }
+    assert!(
+        s.dead_letters().await.is_empty(),
+        "a lost lease was dead-lettered"
+    );
 }
 
 /// Dead-lettering keeps the body byte for byte, with the reason and the attempts.

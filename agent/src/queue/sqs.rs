@@ -445,6 +445,9 @@ impl Queue for SqsQueue {
                 .build()
                 .map_err(|e| QueueError::Fault(format!("failed to build a message attribute: {e}")))
         };
+        // Still ours? A lease lost before the copy would leave the job both in the
+        // dead letters and back in the queue; a minute covers the two calls below.
+        self.set_visibility("check the lease of", lease, 60).await?;
         let reason = truncate(reason, MAX_REASON_BYTES);
         // SQS refuses an empty String attribute.
         let reason = if reason.is_empty() {
