@@ -73,7 +73,7 @@ enum Command {
     /// credentials, and spot, rebalance and auto-scaling notices on a schedule.
     /// GET /_mock/stats returns request counts by method and path.
     #[command(name = "imds-mock")]
-    ImdsMock(MockArgs),
+    ImdsMock(Box<MockArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,7 +194,7 @@ async fn run(command: Command) -> i32 {
         Command::Userdata {
             command: UserdataCommand::Check { file },
         } => userdata_check(&file),
-        Command::ImdsMock(args) => imds_mock(args).await,
+        Command::ImdsMock(args) => imds_mock(*args).await,
     }
 }
 
