@@ -74,6 +74,34 @@ enum Command {
     /// GET /_mock/stats returns request counts by method and path.
     #[command(name = "imds-mock")]
     ImdsMock(Box<MockArgs>),
+    /// Generate taxi trip test data in Hive layout, with the totals it must produce.
+    ///
+    /// Writes DIR/color=C/date=D/part-0000.rec (80-byte records, DESIGN 5.1) for every
+    /// colour and day, and DIR/_expected.json: the taxi-stats computed from the values
+    /// generated (not by parsing them back). The same seed gives the same bytes.
+    Gen(GenArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenArgs {
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Colours, comma-separated: one color= partition each.
+    #[arg(long, default_value = "yellow,green", value_delimiter = ',')]
+    colors: Vec<String>,
+    /// Days: YYYY-MM-DD or FIRST..LAST (inclusive).
+    #[arg(long, default_value = "2016-01-01..2016-01-07")]
+    days: String,
+    /// Records per partition.
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    /// Seed for the generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Make every K-th record of each partition bad (counted, never summed).
+    #[arg(long)]
+    bad_every: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,7 +223,68 @@ async fn run(command: Command) -> i32 {
             command: UserdataCommand::Check { file },
         } => userdata_check(&file),
         Command::ImdsMock(args) => imds_mock(*args).await,
+        Command::Gen(args) => gen(args),
     }
+}
+
+fn gen(args: GenArgs) -> i32 {
+    let days = match crate::gen::parse_days(&args.days) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: --days: {e}");
+            return exit::USAGE;
+        }
+    };
+    let opts = crate::gen::GenOptions {
+        out: args.out.clone(),
+        colors: args.colors,
+        days,
+        records: args.records,
+        seed: args.seed,
+        bad_every: args.bad_every,
+    };
+    let total = opts.records * opts.colors.len() as u64 * opts.days.len() as u64;
+    let bar = progress_bar(total, "records");
+    let started = std::time::Instant::now();
+    let result = crate::gen::generate(&opts, &mut |n| bar.set_position(n));
+    bar.finish_and_clear();
+    match result {
+        Ok(s) => {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "wrote {} records ({} bad) in {} files, {:.1} MB, to {} in {secs:.2} s; expected totals in {}",
+                s.records,
+                s.expected.total.bad_records,
+                s.files,
+                s.bytes as f64 / 1e6,
+                args.out.display(),
+                args.out.join(crate::gen::EXPECTED_FILE).display()
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                crate::gen::GenError::Io { .. } => exit::FAILURE,
+                _ => exit::USAGE,
+            }
+        }
+    }
+}
+
+/// A progress bar on a terminal (stderr), nothing elsewhere.
+pub fn progress_bar(total: u64, unit: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, {{eta}} left)"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
 }
 
 fn vcpus() -> usize {

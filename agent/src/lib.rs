@@ -13,6 +13,7 @@ pub mod exit;
 pub mod gen;
 pub mod identity;
 pub mod imds;
+pub mod job;
 pub mod logging;
 pub mod process;
 pub mod queue;

@@ -1,0 +1,204 @@
+//! Job messages, version 1 (DESIGN 5.2), and the result key of each (DESIGN 5.3).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::allow::AllowList;
+use crate::process::ProcessorKind;
+
+/// The only job version this agent reads.
+pub const VERSION: u32 = 1;
+/// Largest range one job may read: a job is one GET, and its records pass through
+/// memory in chunks, but an absurd range is a mistake in the plan.
+pub const MAX_JOB_BYTES: u64 = 1 << 32;
+
+/// One job: a record range of one object and the processor to run over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Message version.
+    pub v: u32,
+    /// `<key relative to the planned prefix>#<first>+<count>`.
+    pub job_id: String,
+    /// The object's full URL.
+    pub source: String,
+    /// Bytes per record.
+    pub record_length: u64,
+    /// First record (0-based).
+    pub first_record: u64,
+    /// Records to read.
+    pub record_count: u64,
+    /// `k=v` segments of the relative key.
+    #[serde(default)]
+    pub partition: BTreeMap<String, String>,
+    /// `count`, `taxi-stats` or `exec`.
+    pub processor: String,
+    /// Object size at plan time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_size: Option<u64>,
+    /// Object ETag at plan time; when present the read is conditional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+impl Job {
+    /// The job id for records `[first, first + count)` of `key`.
+    pub fn id_for(key: &str, first: u64, count: u64) -> String {
+        format!("{key}#{first}+{count}")
+    }
+
+    /// The partition's name: its `k=v` segments joined by `/` in path order (DESIGN 5.5).
+    pub fn partition_name(&self) -> String {
+        partition_of(self.job_id.split('#').next().unwrap_or(""))
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Where this job's result goes, relative to the results prefix.
+    pub fn result_key(&self) -> String {
+        result_key(&self.job_id)
+    }
+}
+
+/// `k=v` segments of a relative key's folders, in path order.
+pub fn partition_of(key: &str) -> Vec<(String, String)> {
+    let mut segs: Vec<&str> = key.split('/').collect();
+    segs.pop(); // the object's own name
+    segs.into_iter()
+        .filter_map(|s| s.split_once('='))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `<job id>.json` with every byte outside RFC 3986's unreserved set as `%XX`.
+pub fn result_key(job_id: &str) -> String {
+    let mut out = String::with_capacity(job_id.len() + 16);
+    for b in job_id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str(".json");
+    out
+}
+
+/// The job id a result key was made from; `None` for names that are not results.
+pub fn job_id_of_result(key: &str) -> Option<String> {
+    let stem = key.strip_suffix(".json")?;
+    let b = stem.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = stem.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Why a message is not a job this agent will run. Always permanent: dead-letter it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadJob(pub String);
+
+/// Parses and checks a message: version, numbers, processor, and the allow-list.
+pub fn parse(
+    body: &str,
+    allow: &AllowList,
+    processors: &[ProcessorKind],
+) -> Result<(Job, ProcessorKind), BadJob> {
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| BadJob(format!("message is not JSON: {e}")))?;
+    match value.get("v").and_then(|v| v.as_u64()) {
+        Some(1) => {}
+        Some(v) if v > 1 => {
+            return Err(BadJob(format!(
+                "job version {v} is newer than this agent reads ({VERSION}); upgrade the fleet"
+            )))
+        }
+        _ => return Err(BadJob("message has no job version \"v\": 1".into())),
+    }
+    let job: Job =
+        serde_json::from_value(value).map_err(|e| BadJob(format!("not a version 1 job: {e}")))?;
+    if job.job_id.is_empty() || job.job_id.len() > 1024 {
+        return Err(BadJob("job_id must be 1 to 1024 bytes".into()));
+    }
+    if job.record_length == 0 || job.record_length > 1 << 20 {
+        return Err(BadJob(format!(
+            "record_length {} is outside 1..=1048576",
+            job.record_length
+        )));
+    }
+    if job.record_count == 0 {
+        return Err(BadJob("record_count is 0".into()));
+    }
+    let end = job
+        .first_record
+        .checked_add(job.record_count)
+        .and_then(|n| n.checked_mul(job.record_length));
+    match end {
+        None => return Err(BadJob("first_record + record_count overflows".into())),
+        Some(_) if job.record_count.saturating_mul(job.record_length) > MAX_JOB_BYTES => {
+            return Err(BadJob(format!(
+                "the range is larger than {MAX_JOB_BYTES} bytes"
+            )))
+        }
+        Some(end) if job.object_size.is_some_and(|s| end > s) => {
+            return Err(BadJob(format!(
+                "records end at byte {end}, past the planned object size {}",
+                job.object_size.unwrap_or(0)
+            )))
+        }
+        Some(_) => {}
+    }
+    let kind: ProcessorKind = job.processor.parse().map_err(BadJob)?;
+    if !processors.contains(&kind) {
+        return Err(BadJob(format!(
+            "processor {:?} is not enabled in this agent's config",
+            job.processor
+        )));
+    }
+    allow.check(&job.source).map_err(BadJob)?;
+    Ok((job, kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_keys_escape_once_and_round_trip() {
+        let id = "color=yellow/date=2016-01-01/part-0000.rec#0+100000";
+        let key = result_key(id);
+        assert_eq!(
+            key,
+            "color%3Dyellow%2Fdate%3D2016-01-01%2Fpart-0000.rec%230%2B100000.json"
+        );
+        assert_eq!(job_id_of_result(&key).unwrap(), id);
+        assert_eq!(result_key("a b%c~"), "a%20b%25c~.json");
+        assert_eq!(job_id_of_result("_plan.json").unwrap(), "_plan");
+        assert_eq!(job_id_of_result("x.txt"), None);
+    }
+
+    #[test]
+    fn partitions_come_from_folders_only() {
+        assert_eq!(
+            partition_of("color=yellow/date=2016-01-01/part=7.rec"),
+            vec![
+                ("color".into(), "yellow".into()),
+                ("date".into(), "2016-01-01".into())
+            ]
+        );
+        assert!(partition_of("part-0000.rec").is_empty());
+    }
+}
