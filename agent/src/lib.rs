@@ -17,6 +17,8 @@ pub mod job;
 pub mod logging;
 pub mod process;
 pub mod queue;
+pub mod range;
 pub mod records;
+pub mod store;
 pub mod tags;
 pub mod userdata;

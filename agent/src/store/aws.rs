@@ -1,0 +1,156 @@
+//! `s3://` stores: object_store's S3 client, signed with credentials from aws-config's
+//! default chain, so the agent has one credential chain (env, profile, and on an
+//! instance the instance profile through IMDS, which honours
+//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use object_store::aws::{AmazonS3Builder, AwsCredential};
+use object_store::{CredentialProvider, ObjectStore};
+use url::Url;
+
+use super::{client_options, retry_config, split_single, Store, StoreError};
+
+/// The `store` name credential errors carry, so they classify as faults.
+pub(crate) const CREDENTIALS: &str = "aws-config credentials";
+
+/// Credentials are fetched again this long before they expire.
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// Where and as whom S3 stores connect.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// Region; `None`: `AWS_REGION`, else aws-config's region chain (IMDS on an instance).
+    pub region: Option<String>,
+    /// Endpoint (`AWS_ENDPOINT_URL`); when set, requests are path-style.
+    pub endpoint: Option<String>,
+    /// Fixed credentials (tests); `None`: aws-config's default chain.
+    pub credentials: Option<(String, String)>,
+}
+
+impl S3Settings {
+    /// From `AWS_REGION` and `AWS_ENDPOINT_URL` (`AWS_ENDPOINT_URL_S3` first); credentials
+    /// from the default chain.
+    pub fn from_env() -> S3Settings {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        S3Settings {
+            region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+            endpoint: var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL")),
+            credentials: None,
+        }
+    }
+}
+
+/// Hands aws-config's credentials to object_store, caching them until shortly before
+/// they expire (the SDK's own cache lives in its clients, not in the provider).
+#[derive(Debug)]
+struct SdkCredentials {
+    provider: SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
+}
+
+#[async_trait]
+impl CredentialProvider for SdkCredentials {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        let mut cached = self.cached.lock().await;
+        if let Some((cred, expiry)) = cached.as_ref() {
+            let fresh = expiry.is_none_or(|e| e > SystemTime::now() + REFRESH_MARGIN);
+            if fresh {
+                return Ok(Arc::clone(cred));
+            }
+        }
+        let c = self.provider.provide_credentials().await.map_err(|e| {
+            object_store::Error::Generic {
+                store: CREDENTIALS,
+                source: format!(
+                    "no AWS credentials from the default chain: {}",
+                    super::full_message(&e)
+                )
+                .into(),
+            }
+        })?;
+        let cred = Arc::new(AwsCredential {
+            key_id: c.access_key_id().to_string(),
+            secret_key: c.secret_access_key().to_string(),
+            token: c.session_token().map(str::to_string),
+        });
+        *cached = Some((Arc::clone(&cred), c.expiry()));
+        Ok(cred)
+    }
+}
+
+/// Region: the settings', else aws-config's default region chain (env, profile, IMDS).
+async fn region(s: &S3Settings) -> Result<String, StoreError> {
+    if let Some(r) = &s.region {
+        return Ok(r.clone());
+    }
+    aws_config::default_provider::region::DefaultRegionChain::builder()
+        .build()
+        .region()
+        .await
+        .map(|r| r.to_string())
+        .ok_or_else(|| {
+            StoreError::Fault(
+                "no AWS region: set AWS_REGION, or run on an instance whose metadata service answers".into(),
+            )
+        })
+}
+
+pub(crate) async fn open_s3(url: &str, parsed: &Url, s: &S3Settings) -> Result<Store, StoreError> {
+    let bucket = parsed
+        .host_str()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| StoreError::Permanent(format!("bad S3 URL {url:?}: no bucket")))?;
+    let region = region(s).await?;
+    let mut b = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(&region)
+        .with_retry(retry_config())
+        // Virtual-hosted names on AWS itself; path style at a custom endpoint (moto,
+        // MinIO), and for dotted bucket names, whose hosts the TLS certificate misses.
+        .with_virtual_hosted_style_request(s.endpoint.is_none() && !bucket.contains('.'));
+    let mut allow_http = false;
+    if let Some(ep) = &s.endpoint {
+        allow_http = ep.starts_with("http://");
+        b = b.with_endpoint(ep.trim_end_matches('/'));
+    }
+    b = b.with_client_options(client_options(allow_http));
+    b = match &s.credentials {
+        Some((id, secret)) => b.with_credentials(Arc::new(
+            object_store::StaticCredentialProvider::new(AwsCredential {
+                key_id: id.clone(),
+                secret_key: secret.clone(),
+                token: None,
+            }),
+        )),
+        None => {
+            let chain =
+                aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                    .region(aws_config::Region::new(region.clone()))
+                    .build()
+                    .await;
+            b.with_credentials(Arc::new(SdkCredentials {
+                provider: SharedCredentialsProvider::new(chain),
+                cached: tokio::sync::Mutex::new(None),
+            }))
+        }
+    };
+    let inner: Arc<dyn ObjectStore> = Arc::new(
+        b.build()
+            .map_err(|e| StoreError::Permanent(format!("bad S3 URL {url:?}: {e}")))?,
+    );
+    let path = super::percent_decode(parsed.path());
+    let root = format!("s3://{bucket}/");
+    split_single(
+        inner,
+        &root,
+        path.trim_start_matches('/'),
+        url.ends_with('/') || path.is_empty() || path == "/",
+    )
+    .await
+}

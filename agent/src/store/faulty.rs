@@ -1,0 +1,171 @@
+//! A fault-injecting `ObjectStore` around another one, for tests of the read logic.
+//!
+//! It sits above `object_store`'s HTTP retry layer, so what it injects reaches the
+//! caller as is: a cut body here is a body whose resumes were all used up.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+const STORE: &str = "FaultyObjectStore";
+
+/// What the next `get` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetFault {
+    /// Fails as a 503 SlowDown that outlived its retries would.
+    Retryable,
+    /// Fails as a missing object.
+    Permanent,
+    /// Fails as access denied.
+    Forbidden,
+    /// Succeeds, but the body stops with an error after this many bytes.
+    CutAfter(u64),
+}
+
+/// Wraps a store; the next gets fail as queued with [`FaultyObjectStore::push`].
+#[derive(Debug)]
+pub struct FaultyObjectStore {
+    inner: Arc<dyn ObjectStore>,
+    faults: Mutex<VecDeque<GetFault>>,
+    gets: AtomicU64,
+}
+
+impl FaultyObjectStore {
+    /// Wraps `inner`, injecting nothing yet.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> FaultyObjectStore {
+        FaultyObjectStore {
+            inner,
+            faults: Mutex::new(VecDeque::new()),
+            gets: AtomicU64::new(0),
+        }
+    }
+
+    /// The next `n` gets (after those already queued) meet `fault`.
+    pub fn push(&self, n: usize, fault: GetFault) {
+        let mut f = self.faults.lock().expect("faults lock");
+        f.extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// How many gets (and heads) were asked for.
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Display for FaultyObjectStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FaultyObjectStore({})", self.inner)
+    }
+}
+
+fn injected(what: &str) -> Box<dyn std::error::Error + Send + Sync> {
+    format!("injected: {what}").into()
+}
+
+#[async_trait]
+impl ObjectStore for FaultyObjectStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        let fault = self.faults.lock().expect("faults lock").pop_front();
+        let path = location.to_string();
+        match fault {
+            None => self.inner.get_opts(location, options).await,
+            Some(GetFault::Retryable) => Err(object_store::Error::Generic {
+                store: STORE,
+                source: injected("503 Service Unavailable: SlowDown, retries exhausted"),
+            }),
+            Some(GetFault::Permanent) => Err(object_store::Error::NotFound {
+                path,
+                source: injected("404 NoSuchKey"),
+            }),
+            Some(GetFault::Forbidden) => Err(object_store::Error::PermissionDenied {
+                path,
+                source: injected("403 AccessDenied"),
+            }),
+            Some(GetFault::CutAfter(n)) => {
+                let res = self.inner.get_opts(location, options).await?;
+                let (meta, range, attributes) =
+                    (res.meta.clone(), res.range.clone(), res.attributes.clone());
+                Ok(GetResult {
+                    payload: GetResultPayload::Stream(cut(res.into_stream(), n)),
+                    meta,
+                    range,
+                    attributes,
+                    extensions: Default::default(),
+                })
+            }
+        }
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Passes the first `n` bytes of `body`, then fails as a dropped connection.
+fn cut(
+    body: BoxStream<'static, Result<bytes::Bytes>>,
+    n: u64,
+) -> BoxStream<'static, Result<bytes::Bytes>> {
+    futures::stream::unfold((body, n, false), |(mut body, left, done)| async move {
+        if done {
+            return None;
+        }
+        if left == 0 {
+            let e = object_store::Error::Generic {
+                store: STORE,
+                source: injected("connection closed before the body ended"),
+            };
+            return Some((Err(e), (body, 0, true)));
+        }
+        match body.next().await {
+            Some(Ok(b)) => {
+                let take = (b.len() as u64).min(left);
+                Some((Ok(b.slice(..take as usize)), (body, left - take, false)))
+            }
+            other => other.map(|r| (r, (body, left, true))),
+        }
+    })
+    .boxed()
+}

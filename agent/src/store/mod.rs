@@ -1,0 +1,746 @@
+//! Stores: one seam over `object_store` for `s3://`, `file://` and `http(s)://`
+//! (DESIGN 2 and 3). Ranged reads are streamed and record-aligned; results are written
+//! create-only.
+//!
+//! A [`Store`] is a client plus a base (a folder): keys are `/`-separated and relative
+//! to it. The fake is `object_store`'s `InMemory` ([`Store::memory`]); the
+//! fault-injecting wrapper is [`FaultyObjectStore`].
+//!
+//! Bodies cut short are resumed by `object_store` itself (0.14, `client/get.rs`,
+//! `retry_stream`): on a body error it asks again for the bytes from the next unread
+//! one, and only if the ETag is unchanged; each resume counts against the same
+//! [`RetryConfig`] budget as the first request.
+
+mod aws;
+mod faulty;
+mod records;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, GetRange, GetResultPayload, ObjectStore,
+    ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
+use url::Url;
+
+pub use aws::S3Settings;
+pub use faulty::{FaultyObjectStore, GetFault};
+
+use crate::range::RecordRange;
+use records::{push_rechunked, RecordCarry};
+
+/// Size of the positioned reads made for `file://` objects. `object_store`'s own file
+/// stream reads 8 KiB at a time, a thousand system calls per 8 MB job.
+const FILE_READ_CHUNK: usize = 8 << 20;
+
+/// Why a store operation failed, in the worker's three classes (DESIGN 4), plus
+/// "not found" for whole-object reads (`get`), where it is an answer, not a failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Worth trying again later: 5xx, SlowDown, timeouts, a body cut short after retries.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// This job can never succeed: missing object, range past the end, an object that
+    /// is not whole records, an object changed since the plan, a bad URL or key.
+    #[error("permanent: {0}")]
+    Permanent(String),
+    /// The agent or its environment is wrong: access denied, no credentials, wrong region.
+    #[error("fault: {0}")]
+    Fault(String),
+    /// `get` of an object that does not exist (a job's read reports `Permanent`).
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+impl StoreError {
+    /// True for [`StoreError::Retryable`].
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Retryable(_))
+    }
+}
+
+/// One object under a store's base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the base, `/`-separated.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag (quoted, as the store gives it), when the store has one.
+    pub etag: Option<String>,
+}
+
+/// What the plan recorded about an object; a read checks it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// Size at plan time.
+    pub size: Option<u64>,
+    /// ETag at plan time; the read is conditional on it (`If-Match`).
+    pub etag: Option<String>,
+}
+
+/// What a create-only write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was written.
+    Created,
+    /// An object was already there; it was left as it was.
+    AlreadyExists,
+}
+
+/// A client and a base folder. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    /// Base path inside the client; keys are relative to it.
+    base: Path,
+    /// The base as a URL, ending in `/`.
+    url: String,
+    /// When opened on one object: its file name (the base is its parent).
+    single: Option<String>,
+    /// Tests only: re-chunk what reaches the sink into pieces of this size.
+    chunk_size: Option<usize>,
+}
+
+impl Store {
+    /// Opens `file:///abs/dir/`, `s3://bucket/prefix/` or `http(s)://host/path/`,
+    /// taking S3 settings from the environment ([`S3Settings::from_env`]).
+    ///
+    /// A URL naming one object (a file, or an S3 key that is an object rather than a
+    /// prefix) opens its parent folder, and [`Store::list`] returns just that object.
+    /// A URL ending in `/`, or naming nothing, is a folder.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, &S3Settings::from_env()).await
+    }
+
+    /// Like [`Store::open`], with explicit S3 settings (tests point them at moto).
+    pub async fn open_with(url: &str, s3: &S3Settings) -> Result<Store, StoreError> {
+        let parsed = Url::parse(url)
+            .map_err(|e| StoreError::Permanent(format!("bad store URL {url:?}: {e}")))?;
+        match parsed.scheme() {
+            "file" => open_file(url, &parsed),
+            "s3" => aws::open_s3(url, &parsed, s3).await,
+            "http" | "https" => open_http(url, &parsed).await,
+            other => Err(StoreError::Permanent(format!(
+                "bad store URL {url:?}: unsupported scheme {other:?} (file, s3, http, https)"
+            ))),
+        }
+    }
+
+    /// An empty in-memory store (`memory:///`), for tests.
+    pub fn memory() -> Store {
+        Store::from_object_store(Arc::new(InMemory::new()), "memory:///")
+    }
+
+    /// A store over any `object_store` client with an empty base, named `url`.
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Store {
+        let mut url = url.to_string();
+        if !url.ends_with('/') {
+            url.push('/');
+        }
+        Store {
+            inner,
+            base: Path::default(),
+            url,
+            single: None,
+            chunk_size: None,
+        }
+    }
+
+    /// Tests: re-chunk everything that reaches a read's sink into pieces of `n` bytes
+    /// before record alignment, so every chunk boundary can be exercised.
+    pub fn with_chunk_size(mut self, n: usize) -> Store {
+        self.chunk_size = Some(n.max(1));
+        self
+    }
+
+    /// The base URL, ending in `/`: `url() + key` names an object.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The `object_store` client underneath.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    fn describe(&self, key: &str) -> String {
+        format!("{}{key}", self.url)
+    }
+
+    fn path(&self, key: &str) -> Result<Path, StoreError> {
+        let full = if self.base.as_ref().is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.base)
+        };
+        Path::parse(&full)
+            .map_err(|e| StoreError::Permanent(format!("bad key {:?}: {e}", self.describe(key))))
+    }
+
+    /// Every object under the base (recursively), sorted by key, skipping any whose
+    /// relative key has a segment starting with `_` or `.` (`_plan.json`,
+    /// `_instances/`, `_expected.json`, dot-files). Opened on one object, just that one.
+    pub async fn list(&self) -> Result<Vec<ObjectInfo>, StoreError> {
+        if let Some(name) = &self.single {
+            let path = self.path(name)?;
+            let meta = self
+                .inner
+                .head(&path)
+                .await
+                .map_err(|e| classify(&e, &self.describe(name)))?;
+            return Ok(vec![ObjectInfo {
+                key: name.clone(),
+                size: meta.size,
+                etag: meta.e_tag,
+            }]);
+        }
+        self.list_prefix(&self.base).await
+    }
+
+    /// Every object under `base/prefix` (keys still relative to the base), hidden names
+    /// below the prefix skipped but the prefix itself may be hidden (`_instances/`).
+    pub async fn list_under(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let prefix = prefix.trim_end_matches('/');
+        let path = self.path(prefix)?;
+        let mut out = self.list_prefix(&path).await?;
+        for o in &mut out {
+            o.key = format!("{prefix}/{}", o.key);
+        }
+        Ok(out)
+    }
+
+    async fn list_prefix(&self, prefix: &Path) -> Result<Vec<ObjectInfo>, StoreError> {
+        let what = format!(
+            "{}{}",
+            self.url,
+            relative_key(prefix, &self.base).unwrap_or_default()
+        );
+        let prefix_arg = (!prefix.as_ref().is_empty()).then_some(prefix);
+        let mut stream = self.inner.list(prefix_arg);
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            let meta = item.map_err(|e| classify(&e, &format!("listing {what}")))?;
+            let Some(rel) = relative_key(&meta.location, prefix) else {
+                continue;
+            };
+            if rel.is_empty()
+                || rel
+                    .split('/')
+                    .any(|s| s.starts_with('_') || s.starts_with('.'))
+            {
+                continue;
+            }
+            out.push(ObjectInfo {
+                key: rel,
+                size: meta.size,
+                etag: meta.e_tag,
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Reads records `range` of `key` with one ranged GET (conditional on the planned
+    /// ETag when given) and streams them to `sink`, whole records only. Returns the
+    /// bytes read.
+    pub async fn read_records(
+        &self,
+        key: &str,
+        range: &RecordRange,
+        expect: Option<&Expect>,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<u64, StoreError> {
+        let what = self.describe(key);
+        let bytes = range
+            .byte_range()
+            .map_err(|e| StoreError::Permanent(format!("{what}: {e}")))?;
+        let record_length = usize::try_from(range.record_length)
+            .map_err(|_| StoreError::Permanent(format!("{what}: record length too large")))?;
+        if let Some(size) = expect.and_then(|e| e.size) {
+            check_size(&what, range, &bytes, size)?;
+        }
+        let path = self.path(key)?;
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(bytes.clone())),
+            if_match: expect.and_then(|e| e.etag.clone()),
+            ..Default::default()
+        };
+        let res = match self.inner.get_opts(&path, opts).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.read_error(e, &what, range, &bytes, &path).await),
+        };
+        check_size(&what, range, &bytes, res.meta.size)?;
+        if res.range != bytes {
+            return Err(StoreError::Retryable(format!(
+                "{what}: {range}: the store answered bytes {}..{}",
+                res.range.start, res.range.end
+            )));
+        }
+        let want = bytes.end - bytes.start;
+        let mut carry = RecordCarry::new(record_length);
+        let mut got = 0u64;
+        match res.payload {
+            GetResultPayload::File(file, _) => {
+                let file = Arc::new(file);
+                let mut offset = bytes.start;
+                while offset < bytes.end {
+                    let n = (bytes.end - offset).min(FILE_READ_CHUNK as u64) as usize;
+                    let f = Arc::clone(&file);
+                    let buf = tokio::task::spawn_blocking(move || pread(&f, offset, n))
+                        .await
+                        .map_err(|e| StoreError::Retryable(format!("{what}: read task: {e}")))?
+                        .map_err(|e| {
+                            StoreError::Retryable(format!("{what}: {range}: read at {offset}: {e}"))
+                        })?;
+                    if buf.is_empty() {
+                        break; // the file shrank under us; reported below
+                    }
+                    offset += buf.len() as u64;
+                    got += buf.len() as u64;
+                    push_rechunked(&mut carry, &buf, self.chunk_size, sink);
+                }
+            }
+            GetResultPayload::Stream(mut stream) => {
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| match classify(&e, &what) {
+                        StoreError::Retryable(m) => StoreError::Retryable(format!(
+                            "{m} ({range}: body cut short after {got} of {want} bytes, after retries)"
+                        )),
+                        other => other,
+                    })?;
+                    let take = chunk.len().min((want - got) as usize);
+                    got += take as u64;
+                    push_rechunked(&mut carry, &chunk[..take], self.chunk_size, sink);
+                    if got == want {
+                        break;
+                    }
+                }
+            }
+        }
+        if got != want || carry.pending() != 0 {
+            return Err(StoreError::Retryable(format!(
+                "{what}: {range}: body cut short: {got} of {want} bytes"
+            )));
+        }
+        Ok(got)
+    }
+
+    /// Turns a failed ranged GET into an error that says what is wrong with the object.
+    async fn read_error(
+        &self,
+        e: object_store::Error,
+        what: &str,
+        range: &RecordRange,
+        bytes: &Range<u64>,
+        path: &Path,
+    ) -> StoreError {
+        match classify(&e, what) {
+            StoreError::NotFound(_) => StoreError::Permanent(format!("{what}: no such object")),
+            StoreError::Permanent(m) if is_range_error(&e) => {
+                // Say how big the object is: a head is cheap next to a dead-lettered job.
+                match self.inner.head(path).await {
+                    Ok(meta) => check_size(what, range, bytes, meta.size)
+                        .err()
+                        .unwrap_or(StoreError::Permanent(m)),
+                    Err(_) => StoreError::Permanent(m),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The whole of a small object (`NotFound` when there is none).
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let path = self.path(key)?;
+        let what = self.describe(key);
+        let res = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| classify(&e, &what))?;
+        res.bytes().await.map_err(|e| classify(&e, &what))
+    }
+
+    /// Writes `key` only if nothing is there (`If-None-Match: *` on S3).
+    pub async fn put_create(&self, key: &str, body: Bytes) -> Result<PutOutcome, StoreError> {
+        let path = self.path(key)?;
+        let what = self.describe(key);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&path, PutPayload::from(body), opts)
+            .await
+        {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::AlreadyExists),
+            Err(e) => Err(classify(&e, &what)),
+        }
+    }
+
+    /// Writes `key`, replacing what is there.
+    pub async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let what = self.describe(key);
+        self.inner
+            .put(&path, PutPayload::from(body))
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e, &what))
+    }
+
+    /// Size and ETag of `key` (`NotFound` when there is none).
+    pub async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        let path = self.path(key)?;
+        let meta = self
+            .inner
+            .head(&path)
+            .await
+            .map_err(|e| classify(&e, &self.describe(key)))?;
+        Ok(ObjectInfo {
+            key: key.to_string(),
+            size: meta.size,
+            etag: meta.e_tag,
+        })
+    }
+}
+
+/// Checks that `range` lies inside an object of `size` bytes made of whole records.
+fn check_size(
+    what: &str,
+    range: &RecordRange,
+    bytes: &Range<u64>,
+    size: u64,
+) -> Result<(), StoreError> {
+    if size % range.record_length != 0 {
+        return Err(StoreError::Permanent(format!(
+            "{what}: {range}: the object is {size} bytes, not a whole number of {}-byte records ({} records and {} bytes over)",
+            range.record_length,
+            size / range.record_length,
+            size % range.record_length
+        )));
+    }
+    if bytes.end > size {
+        return Err(StoreError::Permanent(format!(
+            "{what}: {range}: past the end of the object, which is {size} bytes ({} records)",
+            size / range.record_length
+        )));
+    }
+    Ok(())
+}
+
+/// `key` of `location` relative to `base`, `/`-separated (None when not under it).
+fn relative_key(location: &Path, base: &Path) -> Option<String> {
+    let parts = location.prefix_match(base)?;
+    Some(
+        parts
+            .map(|p| p.as_ref().to_string())
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
+}
+
+/// Reads up to `n` bytes at `offset`, fewer only at the end of the file.
+fn pread(file: &std::fs::File, offset: u64, n: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// The error's message with its sources, for classification and for people.
+fn full_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !msg.contains(&t) {
+            msg.push_str(": ");
+            msg.push_str(&t);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+fn is_range_error(e: &object_store::Error) -> bool {
+    let m = full_message(e).to_ascii_lowercase();
+    m.contains("status code: 416")
+        || m.contains("invalidrange")
+        || m.contains("invalid range")
+        || m.contains("wanted range starting")
+        || m.contains("requested range")
+}
+
+/// Sorts an `object_store` error into the worker's classes (DESIGN 4). Statuses are
+/// only visible in the message (`RetryError` is private to `object_store`).
+fn classify(e: &object_store::Error, what: &str) -> StoreError {
+    use object_store::Error as E;
+    let msg = format!("{what}: {}", full_message(e));
+    match e {
+        E::NotFound { .. } => return StoreError::NotFound(msg),
+        E::Precondition { .. } | E::NotModified { .. } => {
+            return StoreError::Permanent(format!(
+                "{what}: object changed since the plan (its ETag no longer matches): {}",
+                full_message(e)
+            ))
+        }
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => return StoreError::Fault(msg),
+        E::InvalidPath { .. } | E::NotSupported { .. } | E::NotImplemented { .. } => {
+            return StoreError::Permanent(msg)
+        }
+        E::Generic { store, .. } if *store == aws::CREDENTIALS => return StoreError::Fault(msg),
+        _ => {}
+    }
+    let lower = msg.to_ascii_lowercase();
+    const FAULTS: [&str; 12] = [
+        "authorizationheadermalformed",
+        "permanentredirect",
+        "incorrectly configured region",
+        "status code: 301",
+        "status code: 401",
+        "status code: 403",
+        "accessdenied",
+        "invalidaccesskeyid",
+        "signaturedoesnotmatch",
+        "expiredtoken",
+        "invalidtoken",
+        "nosuchbucket",
+    ];
+    if FAULTS.iter().any(|f| lower.contains(f)) {
+        return StoreError::Fault(msg);
+    }
+    if is_range_error(e) || lower.contains("status code: 4") {
+        return StoreError::Permanent(msg);
+    }
+    StoreError::Retryable(msg)
+}
+
+/// Retries for HTTP stores: up to 4 more tries per request (body resumes included),
+/// backoff drawn at random between 100 ms and twice the last (capped at 5 s), giving
+/// up after 60 s. 5xx (503 SlowDown too), 429, timeouts and cut connections retry.
+pub(crate) fn retry_config() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(60),
+    }
+}
+
+/// Client options shared by S3 and HTTP: a short connect timeout, a generous whole-
+/// request one (8 MB at a slow 100 kB/s still fits), HTTP allowed when asked.
+pub(crate) fn client_options(allow_http: bool) -> ClientOptions {
+    ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(120))
+        .with_allow_http(allow_http)
+}
+
+fn open_file(url: &str, parsed: &Url) -> Result<Store, StoreError> {
+    let fs_path = parsed.to_file_path().map_err(|_| {
+        StoreError::Permanent(format!("bad file URL {url:?}: not an absolute local path"))
+    })?;
+    let inner: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+    let dir_url = |p: &std::path::Path| -> Result<(Path, String), StoreError> {
+        let base = Path::from_filesystem_path(p)
+            .map_err(|e| StoreError::Permanent(format!("bad file URL {url:?}: {e}")))?;
+        let mut u = Url::from_directory_path(p)
+            .map_err(|_| StoreError::Permanent(format!("bad file URL {url:?}")))?
+            .to_string();
+        if !u.ends_with('/') {
+            u.push('/');
+        }
+        Ok((base, u))
+    };
+    if !url.ends_with('/') && fs_path.is_file() {
+        let name = fs_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| StoreError::Permanent(format!("bad file URL {url:?}: no file name")))?
+            .to_string();
+        let parent = fs_path.parent().unwrap_or(std::path::Path::new("/"));
+        let (base, url) = dir_url(parent)?;
+        return Ok(Store {
+            inner,
+            base,
+            url,
+            single: Some(name),
+            chunk_size: None,
+        });
+    }
+    let (base, url) = dir_url(&fs_path)?;
+    Ok(Store {
+        inner,
+        base,
+        url,
+        single: None,
+        chunk_size: None,
+    })
+}
+
+async fn open_http(url: &str, parsed: &Url) -> Result<Store, StoreError> {
+    let mut root = parsed.clone();
+    root.set_path("/");
+    root.set_query(None);
+    root.set_fragment(None);
+    let inner = object_store::http::HttpBuilder::new()
+        .with_url(root.as_str())
+        .with_retry(retry_config())
+        .with_client_options(client_options(parsed.scheme() == "http"))
+        .build()
+        .map_err(|e| StoreError::Permanent(format!("bad store URL {url:?}: {e}")))?;
+    let inner: Arc<dyn ObjectStore> = Arc::new(inner);
+    let path = percent_decode(parsed.path());
+    let root_url = root.to_string();
+    split_single(
+        inner,
+        &root_url,
+        path.trim_start_matches('/'),
+        url.ends_with('/'),
+    )
+    .await
+}
+
+/// A folder store at `prefix` under `root_url`, or, when `prefix` names an object
+/// (and was not written as a folder), a store at its parent with just that object.
+pub(crate) async fn split_single(
+    inner: Arc<dyn ObjectStore>,
+    root_url: &str,
+    prefix: &str,
+    is_dir: bool,
+) -> Result<Store, StoreError> {
+    let prefix = prefix.trim_end_matches('/');
+    let make = |dir: &str, single: Option<String>| -> Result<Store, StoreError> {
+        let base = Path::parse(dir)
+            .map_err(|e| StoreError::Permanent(format!("bad store URL {root_url}{dir}: {e}")))?;
+        let url = if dir.is_empty() {
+            root_url.to_string()
+        } else {
+            format!("{root_url}{dir}/")
+        };
+        Ok(Store {
+            inner: Arc::clone(&inner),
+            base,
+            url,
+            single,
+            chunk_size: None,
+        })
+    };
+    if !is_dir && !prefix.is_empty() {
+        if let Ok(p) = Path::parse(prefix) {
+            match inner.head(&p).await {
+                Ok(_) => {
+                    let (dir, name) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+                    return make(dir, Some(name.to_string()));
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                // A directory on an HTTP server may answer oddly; only a clear
+                // credentials or permission problem stops the open.
+                Err(e) => {
+                    if let err @ StoreError::Fault(_) = classify(&e, &format!("{root_url}{prefix}"))
+                    {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+    }
+    make(prefix, None)
+}
+
+/// Undoes `%XX` escapes (a URL path to a key); a malformed escape is kept as written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Splits a job's source URL into a store URL (scheme and bucket or host, `file:///`
+/// for files) and the key inside it, so one store serves every job of a bucket.
+pub fn locate(source_url: &str) -> Result<(String, String), StoreError> {
+    let u = Url::parse(source_url)
+        .map_err(|e| StoreError::Permanent(format!("bad source URL {source_url:?}: {e}")))?;
+    let bad = |why: &str| StoreError::Permanent(format!("bad source URL {source_url:?}: {why}"));
+    let key = percent_decode(u.path()).trim_start_matches('/').to_string();
+    if key.is_empty() || key.ends_with('/') {
+        return Err(bad("it names a folder, not an object"));
+    }
+    let base = match u.scheme() {
+        "file" => "file:///".to_string(),
+        "s3" => format!("s3://{}/", u.host_str().ok_or_else(|| bad("no bucket"))?),
+        "http" | "https" => {
+            let host = u.host_str().ok_or_else(|| bad("no host"))?;
+            match u.port() {
+                Some(p) => format!("{}://{host}:{p}/", u.scheme()),
+                None => format!("{}://{host}/", u.scheme()),
+            }
+        }
+        other => return Err(bad(&format!("unsupported scheme {other:?}"))),
+    };
+    Ok((base, key))
+}
+
+/// One [`Store`] per scheme and bucket (or host), so the agent builds a client once,
+/// not per job. Cheap to clone; clones share the stores.
+#[derive(Debug, Clone, Default)]
+pub struct StoreCache {
+    stores: Arc<tokio::sync::Mutex<HashMap<String, Store>>>,
+}
+
+impl StoreCache {
+    /// The store for `base_url` (as [`locate`] gives it), opened on first use.
+    pub async fn get(&self, base_url: &str) -> Result<Store, StoreError> {
+        let mut stores = self.stores.lock().await;
+        if let Some(s) = stores.get(base_url) {
+            return Ok(s.clone());
+        }
+        let s = Store::open(base_url).await?;
+        stores.insert(base_url.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Puts a ready store in the cache (tests hand in fakes this way).
+    pub async fn insert(&self, base_url: &str, store: Store) {
+        self.stores.lock().await.insert(base_url.to_string(), store);
+    }
+}
+
+#[cfg(test)]
+mod tests;
