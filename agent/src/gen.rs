@@ -519,7 +519,8 @@ fn check_color(c: &str) -> Result<(), GenError> {
 }
 
 /// Writes every colour × day partition and `_expected.json` under `opts.out`.
-/// `progress` is called with the number of records written since its last call.
+/// `progress` is called after every batch with the total number of records written
+/// so far (suits `ProgressBar::set_position`).
 pub fn generate(opts: &GenOptions, progress: &mut dyn FnMut(u64)) -> Result<GenSummary, GenError> {
     if opts.bad_every == Some(0) {
         return Err(GenError::BadEvery);
@@ -545,6 +546,7 @@ pub fn generate(opts: &GenOptions, progress: &mut dyn FnMut(u64)) -> Result<GenS
 
     const BATCH: usize = 8192;
     let mut batch = vec![0u8; BATCH * RECORD_LENGTH];
+    let mut written = 0u64;
     let mut summary = GenSummary {
         files: 0,
         records: 0,
@@ -567,7 +569,8 @@ pub fn generate(opts: &GenOptions, progress: &mut dyn FnMut(u64)) -> Result<GenS
                     g.next_record(chunk.try_into().expect("exact chunk"));
                 }
                 w.write_all(part)?;
-                progress(n as u64);
+                written += n as u64;
+                progress(written);
                 left -= n as u64;
             }
             Ok(())
@@ -701,7 +704,11 @@ mod tests {
     fn expected_stats_match_a_scan_of_the_files() {
         let tmp = TempDir::new("scan");
         let mut seen = 0;
-        let summary = generate(&opts(&tmp.0, 42), &mut |n| seen += n).unwrap();
+        let summary = generate(&opts(&tmp.0, 42), &mut |n| {
+            assert!(n > seen);
+            seen = n
+        })
+        .unwrap();
         assert_eq!(summary.files, 6);
         assert_eq!(summary.records, 12_000);
         assert_eq!(seen, 12_000);
