@@ -2,6 +2,8 @@
 //! on 127.0.0.1 with free ports, started by the test and stopped when dropped.
 
 pub mod moto;
+pub mod nginx;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -566,7 +566,7 @@ fn open_file(url: &str, parsed: &Url) -> Result<Store, StoreError> {
     })?;
     let inner: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
     let dir_url = |p: &std::path::Path| -> Result<(Path, String), StoreError> {
-        let base = Path::from_filesystem_path(p)
+        let base = Path::from_absolute_path(p)
             .map_err(|e| StoreError::Permanent(format!("bad file URL {url:?}: {e}")))?;
         let mut u = Url::from_directory_path(p)
             .map_err(|_| StoreError::Permanent(format!("bad file URL {url:?}")))?

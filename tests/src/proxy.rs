@@ -1,0 +1,219 @@
+//! A small fault-injecting HTTP proxy in front of nginx or moto, on 127.0.0.1:0.
+//!
+//! Only GETs meet faults, in this order: the first `slow_downs` GETs are answered
+//! `503 SlowDown` (an S3 XML error body); the next `cut_gets` GETs pass the upstream's
+//! status and headers (Content-Length included) but the connection is closed after
+//! `cut_after` body bytes; every answer waits `latency` first. Everything else passes
+//! through. The proxy stops when dropped.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderName, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// Which faults to inject.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Answer the first this-many GETs with 503 SlowDown.
+    pub slow_downs: u64,
+    /// Cut the body of the next this-many GETs...
+    pub cut_gets: u64,
+    /// ...after this many bytes.
+    pub cut_after: u64,
+    /// Delay before every answer.
+    pub latency: Duration,
+}
+
+/// What the proxy has seen.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// GETs received.
+    pub gets: AtomicU64,
+    /// GETs answered 503 SlowDown.
+    pub slowed: AtomicU64,
+    /// GETs whose body was cut.
+    pub cut: AtomicU64,
+    /// Requests of any other method.
+    pub others: AtomicU64,
+}
+
+struct State {
+    upstream: String,
+    faults: Faults,
+    counters: Arc<Counters>,
+    client: reqwest::Client,
+}
+
+/// A running proxy; stopped on drop.
+pub struct FaultProxy {
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub url: String,
+    /// Counts, live.
+    pub counters: Arc<Counters>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+const SLOW_DOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+<Message>Please reduce your request rate.</Message><RequestId>rangefleet-proxy</RequestId></Error>";
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (`http://host:port`, no trailing slash) in the
+    /// current tokio runtime.
+    pub async fn start(upstream: &str, faults: Faults) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let counters = Arc::new(Counters::default());
+        let state = Arc::new(State {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            faults,
+            counters: Arc::clone(&counters),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("reqwest client"),
+        });
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let svc =
+                        hyper::service::service_fn(move |req| handle(req, Arc::clone(&state)));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FaultProxy {
+            url,
+            counters,
+            task,
+        }
+    }
+
+    /// GETs seen so far.
+    pub fn gets(&self) -> u64 {
+        self.counters.gets.load(Ordering::SeqCst)
+    }
+
+    /// GETs whose body was cut so far.
+    pub fn cut(&self) -> u64 {
+        self.counters.cut.load(Ordering::SeqCst)
+    }
+
+    /// GETs answered 503 so far.
+    pub fn slowed(&self) -> u64 {
+        self.counters.slowed.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+fn hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TRANSFER_ENCODING
+        || name == HOST
+        || name == CONTENT_LENGTH
+        || name.as_str() == "keep-alive"
+}
+
+async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<Body>, Infallible> {
+    let c = &st.counters;
+    let f = &st.faults;
+    let get_no = if req.method() == Method::GET {
+        Some(c.gets.fetch_add(1, Ordering::SeqCst))
+    } else {
+        c.others.fetch_add(1, Ordering::SeqCst);
+        None
+    };
+    if !f.latency.is_zero() {
+        tokio::time::sleep(f.latency).await;
+    }
+    if get_no.is_some_and(|n| n < f.slow_downs) {
+        c.slowed.fetch_add(1, Ordering::SeqCst);
+        let resp = Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .header("content-type", "application/xml")
+            .body(full(SLOW_DOWN))
+            .expect("response");
+        return Ok(resp);
+    }
+    let cut = get_no.is_some_and(|n| n >= f.slow_downs && n < f.slow_downs + f.cut_gets);
+
+    let is_head = req.method() == Method::HEAD;
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut up = st
+        .client
+        .request(parts.method.clone(), format!("{}{path}", st.upstream));
+    for (k, v) in &parts.headers {
+        if !hop_by_hop(k) {
+            up = up.header(k, v);
+        }
+    }
+    let resp = match up.body(body).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let resp = Response::builder()
+                .status(StatusCode::BAD_GATEWAY)
+                .body(full(format!("proxy: upstream failed: {e}")))
+                .expect("response");
+            return Ok(resp);
+        }
+    };
+    let mut out = Response::builder().status(resp.status());
+    for (k, v) in resp.headers() {
+        if !hop_by_hop(k) || (is_head && k == CONTENT_LENGTH) {
+            out = out.header(k, v);
+        }
+    }
+    let bytes = resp.bytes().await.unwrap_or_default();
+    if is_head {
+        return Ok(out.body(full(Bytes::new())).expect("response"));
+    }
+    out = out.header(CONTENT_LENGTH, bytes.len());
+    let body = if cut && (f.cut_after as usize) < bytes.len() {
+        c.cut.fetch_add(1, Ordering::SeqCst);
+        let head = bytes.slice(..f.cut_after as usize);
+        let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+            Ok(Frame::data(head)),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "proxy: connection cut on purpose",
+            )),
+        ];
+        BodyExt::boxed(StreamBody::new(futures::stream::iter(frames)))
+    } else {
+        full(bytes)
+    };
+    Ok(out.body(body).expect("response"))
+}
