@@ -80,6 +80,36 @@ enum Command {
     /// colour and day, and DIR/_expected.json: the taxi-stats computed from the values
     /// generated (not by parsing them back). The same seed gives the same bytes.
     Gen(GenArgs),
+    /// Compute an answer over a folder, prefix or object in this process (no queue).
+    ///
+    /// Splits the data into the jobs `plan` would make and runs them here, 2 × CPUs at
+    /// a time, then prints the merged output per partition and in total (DESIGN 5.5,
+    /// without coverage). Objects whose names start with _ or . are skipped.
+    Scan(crate::commands::ScanArgs),
+    /// Split partitioned data into jobs, write the plan manifest, enqueue the jobs.
+    ///
+    /// Lists SOURCE, records each object's size and ETag, splits each into record-aligned
+    /// jobs (one ranged GET each), interleaves them across partitions, writes
+    /// RESULTS/_plan.json (refusing to replace one without --force), and enqueues them.
+    /// Stops on objects that are not whole records unless --skip-bad-objects.
+    Plan(crate::commands::PlanArgs),
+    /// Run the worker: lease jobs, read, process, write results, ack; drain on notice.
+    ///
+    /// On an instance it boots from IMDS and user-data (see `identity`). It stops
+    /// leasing on a rebalance recommendation (by default), and on a spot interruption,
+    /// an auto-scaling termination or SIGTERM it finishes what fits before the deadline,
+    /// releases the rest, writes RESULTS/_instances/<instance-id>.json and exits 0.
+    Agent(crate::commands::AgentArgs),
+    /// Merge results with an exact coverage check against the plan.
+    ///
+    /// Every planned job must have exactly one result. Prints the merged output per
+    /// partition and in total, and "planned N, done N, lost M, …". Exit 3 when any
+    /// planned job has no result.
+    Reduce(crate::commands::ReduceArgs),
+    /// The whole system on one machine, no AWS: gen, plan, 4 agents, a spot notice, reduce.
+    ///
+    /// Works in a fresh temporary directory (removed on success) unless --dir.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +254,11 @@ async fn run(command: Command) -> i32 {
         } => userdata_check(&file),
         Command::ImdsMock(args) => imds_mock(*args).await,
         Command::Gen(args) => gen(args),
+        Command::Scan(args) => crate::commands::scan(args).await,
+        Command::Plan(args) => crate::commands::plan(args).await,
+        Command::Agent(args) => crate::commands::agent(args).await,
+        Command::Reduce(args) => crate::commands::reduce(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
     }
 }
 

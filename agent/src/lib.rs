@@ -5,20 +5,29 @@
 //! into what to do, `store` reads record ranges, `process` turns records into results,
 //! `queue` hands out jobs.
 
+pub mod agent;
 pub mod allow;
 pub mod backoff;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod exit;
 pub mod gen;
 pub mod identity;
 pub mod imds;
 pub mod job;
 pub mod logging;
+pub mod monitor;
+pub mod plan;
 pub mod process;
 pub mod queue;
 pub mod range;
 pub mod records;
+pub mod reduce;
+pub mod scan;
 pub mod store;
+pub mod systemd;
 pub mod tags;
 pub mod userdata;
+pub mod worker;

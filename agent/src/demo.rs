@@ -1,0 +1,245 @@
+//! `rangefleet demo`: the whole system on one machine, no AWS.
+//!
+//! Generates 2 colours × 7 days × 100,000 taxi records, plans them onto a SQLite queue,
+//! starts one local IMDS per agent (each a different instance), runs four real agent
+//! processes over `file://` data, sends one of them a spot interruption notice mid-run,
+//! then reduces and checks the answer against the totals the generator knows.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::exit;
+use crate::gen::{self, GenOptions};
+use crate::imds::mock::{MockOptions, MockServer};
+use crate::plan::PlanOptions;
+use crate::process::ProcessorKind;
+use crate::store::Store;
+
+/// `rangefleet demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Work here instead of a fresh temporary directory (kept afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Records per partition (14 partitions).
+    #[arg(long, default_value_t = 100_000)]
+    pub records: u64,
+    /// Records per job.
+    #[arg(long, default_value_t = 2_000)]
+    pub records_per_job: u64,
+    /// Agent processes.
+    #[arg(long, default_value_t = 4)]
+    pub agents: usize,
+}
+
+/// Runs the demo; exit 0 when coverage is complete and the totals are exact.
+pub async fn run(args: DemoArgs) -> i32 {
+    let (dir, temporary) = match &args.dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("rangefleet-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    let code = match demo(&args, &dir).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILURE
+        }
+    };
+    if temporary && code == exit::OK {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("(files kept in {})", dir.display());
+    }
+    code
+}
+
+async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
+    let started = Instant::now();
+    let step = |what: &str| println!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+    let data = dir.join("data");
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    if dir.join("queue.db").exists() || dir.join("results").exists() {
+        return Err(format!(
+            "{} holds an earlier demo; give an empty --dir",
+            dir.display()
+        ));
+    }
+
+    let opts = GenOptions {
+        out: data.clone(),
+        colors: vec!["yellow".into(), "green".into()],
+        days: gen::parse_days("2016-01-01..2016-01-07").map_err(|e| e.to_string())?,
+        records: args.records,
+        seed: 2016,
+        bad_every: Some(997),
+    };
+    let summary = gen::generate(&opts, &mut |_| {}).map_err(|e| e.to_string())?;
+    step(&format!(
+        "generated {} records ({} bad) in {} partitions under {}",
+        summary.records,
+        summary.expected.total.bad_records,
+        summary.files,
+        data.display()
+    ));
+
+    let source_url = format!("file://{}/", data.display());
+    let results_url = format!("file://{}/results/", dir.display());
+    let queue_url = format!("sqlite://{}/queue.db", dir.display());
+    let source = Store::open(&source_url).await.map_err(|e| e.to_string())?;
+    let results = Store::open(&results_url).await.map_err(|e| e.to_string())?;
+    let queue = crate::queue::open(&queue_url, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let plan_opts = PlanOptions {
+        source: source_url.clone(),
+        processor: ProcessorKind::TaxiStats,
+        record_length: 80,
+        records_per_job: args.records_per_job,
+        skip_bad_objects: false,
+    };
+    let manifest = crate::plan::plan(
+        &plan_opts,
+        &source,
+        &results,
+        queue.as_ref(),
+        false,
+        &mut |_, _| {},
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    step(&format!(
+        "planned {} jobs onto {queue_url}",
+        manifest.jobs.len()
+    ));
+
+    // One local IMDS per agent: a different instance each, the config in its user-data.
+    let stop_mocks = CancellationToken::new();
+    let userdata = format!(
+        "#cloud-config\nwrite_files:\n  - path: /etc/rangefleet/agent.yaml\n    content: |\n      \
+         queue: {queue_url}\n      inputs: [\"{source_url}\"]\n      results: {results_url}\n      \
+         concurrency: 2\n      lease_seconds: 30\n      spot: {{poll_seconds: 1}}\n      \
+         tags: {{team: demo, Name: \"worker-{{instance_id}}\"}}\n"
+    );
+    let victim = args.agents.saturating_sub(1);
+    let mut mocks = Vec::new();
+    for i in 0..args.agents {
+        let m = MockServer::start(
+            "127.0.0.1:0".parse().expect("a socket address"),
+            MockOptions {
+                userdata: Some(userdata.clone().into()),
+                instance_id: format!("i-0de30000000000{i:03}"),
+                availability_zone: ["us-east-1a", "us-east-1b", "us-east-1c"][i % 3].into(),
+                launch_index: i as u32,
+                ..MockOptions::default()
+            },
+            stop_mocks.clone(),
+        )
+        .await
+        .map_err(|e| format!("starting a local IMDS: {e}"))?;
+        mocks.push(m);
+    }
+
+    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    let mut children = Vec::new();
+    for (i, m) in mocks.iter().enumerate() {
+        let log = std::fs::File::create(logs.join(format!("agent-{i}.log")))
+            .map_err(|e| e.to_string())?;
+        let child = tokio::process::Command::new(&exe)
+            .args(["agent", "--until-empty", "--log-format", "text"])
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &m.url)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting agent {i}: {e}"))?;
+        children.push(child);
+    }
+    step(&format!(
+        "started {} agents, each with its own instance identity",
+        children.len()
+    ));
+
+    // Interrupt one agent once the fleet is under way: a spot notice, two minutes ahead.
+    let planned = manifest.jobs.len();
+    let results_dir = dir.join("results");
+    let mut interrupted = false;
+    let mut statuses = vec![None; children.len()];
+    while statuses.iter().any(Option::is_none) {
+        if !interrupted && count_results(&results_dir) * 5 >= planned {
+            mocks[victim].interrupt_in(Duration::ZERO);
+            interrupted = true;
+            step(&format!(
+                "spot interruption notice sent to agent {victim} ({})",
+                instance(victim)
+            ));
+        }
+        for (i, c) in children.iter_mut().enumerate() {
+            if statuses[i].is_none() {
+                if let Ok(Some(s)) = c.try_wait() {
+                    statuses[i] = Some(s);
+                    step(&format!("agent {i} exited ({s})"));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_mocks.cancel();
+
+    let reduced = crate::reduce::reduce(&results).await?;
+    println!();
+    for s in crate::reduce::instance_summaries(&results).await? {
+        println!(
+            "  {}  done {:>4}  released {:>2}  redone {:>2}  {}",
+            s["instance_id"].as_str().unwrap_or("?"),
+            s["done"],
+            s["released"],
+            s["redone"],
+            match s["interruption"]["kind"].as_str() {
+                Some(k) => format!("drained after a {k} notice"),
+                None => "ran until the queue was empty".into(),
+            }
+        );
+    }
+    println!();
+    print!("{}", crate::reduce::table(&reduced));
+    let exact = reduced.total.to_json()
+        == serde_json::to_value(&summary.expected.total).unwrap_or_default();
+    println!(
+        "totals {} the generator's expected totals; {:.1} s in all",
+        if exact { "equal" } else { "DIFFER FROM" },
+        started.elapsed().as_secs_f64()
+    );
+    let all_ok = statuses.iter().all(|s| s.is_some_and(|s| s.success()));
+    if !all_ok {
+        eprintln!("an agent failed: see {}", logs.display());
+    }
+    Ok(if reduced.complete() && exact && all_ok && interrupted {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
+}
+
+fn instance(i: usize) -> String {
+    format!("i-0de30000000000{i:03}")
+}
+
+fn count_results(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('_'))
+                .count()
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,152 @@
+//! The monitor: polls IMDS for the notices that end an instance's life (DESIGN 2, 4).
+//!
+//! - `spot/instance-action`: a spot interruption, two minutes ahead → drain by its time;
+//! - `events/recommendations/rebalance`: elevated risk → what `spot.on_rebalance` says;
+//! - `autoscaling/target-lifecycle-state` = `Terminated`: scale-in or instance refresh →
+//!   drain within the SIGTERM budget.
+//!
+//! 404 is the normal answer. An IMDS error is logged and counted, never fatal: the
+//! worker goes on. Each notice is acted on once, deduplicated by a hash of its payload.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{OnRebalance, SpotConfig};
+use crate::imds::ImdsClient;
+use crate::worker::{Control, DrainReason};
+
+/// How long a drain may take when the notice gives no time (ASG, rebalance → drain).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(90);
+/// Stable MESSAGE_IDs for the journal (see docs/operations.md).
+pub mod message_id {
+    /// The agent booted and is about to lease.
+    pub const BOOT: &str = "0d7b5c3a1f9e4d2b8a6c4e2f0a8b6d4c";
+    /// A job was dead-lettered.
+    pub const JOB_FAILED: &str = "c4a2e0f8d6b4a2c0e8f6d4b2a0c8e6f4";
+    /// The agent finished draining and stopped.
+    pub const DRAINED: &str = "9a1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d";
+    /// A spot interruption notice was seen.
+    pub const INTERRUPTION: &str = "8f3c2a1e5b7d4e6f9a0b1c2d3e4f5a6b";
+    /// A rebalance recommendation was seen.
+    pub const REBALANCE: &str = "2b4d6f8a0c1e3f5a7b9c0d2e4f6a8b0c";
+    /// The auto-scaling group is terminating this instance.
+    pub const ASG_TERMINATION: &str = "5e7a9c1b3d5f7e9a1c3b5d7f9e1a3c5b";
+}
+
+/// Polls until `stop` is cancelled, steering `control`. Returns the number of IMDS
+/// errors seen.
+pub async fn run(
+    imds: ImdsClient,
+    spot: SpotConfig,
+    control: Control,
+    stop: CancellationToken,
+) -> u64 {
+    let poll = Duration::from_secs(spot.poll_seconds.max(1));
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut errors = 0u64;
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return errors,
+        }
+        let budget = Instant::now() + poll.min(Duration::from_secs(2));
+        for (path, kind) in [
+            ("/latest/meta-data/spot/instance-action", Kind::Interruption),
+            (
+                "/latest/meta-data/events/recommendations/rebalance",
+                Kind::Rebalance,
+            ),
+            (
+                "/latest/meta-data/autoscaling/target-lifecycle-state",
+                Kind::Lifecycle,
+            ),
+        ] {
+            match imds.get(path, budget).await {
+                Ok(None) => {}
+                Ok(Some(body)) => {
+                    let text = String::from_utf8_lossy(&body).trim().to_string();
+                    if kind == Kind::Lifecycle && text != "Terminated" {
+                        continue;
+                    }
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    (path, &text).hash(&mut h);
+                    if seen.insert(h.finish()) {
+                        act(kind, &text, &spot, &control);
+                    }
+                }
+                Err(e) => {
+                    errors += 1;
+                    tracing::warn!(error = %e, errors, "IMDS poll failed; the worker goes on");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Interruption,
+    Rebalance,
+    Lifecycle,
+}
+
+fn act(kind: Kind, payload: &str, spot: &SpotConfig, control: &Control) {
+    match kind {
+        Kind::Interruption => {
+            let v: serde_json::Value = serde_json::from_str(payload).unwrap_or_default();
+            let action = v["action"].as_str().unwrap_or("terminate").to_string();
+            let left = v["time"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                .unwrap_or(Duration::ZERO)
+                .min(Duration::from_secs(120));
+            tracing::warn!(
+                MESSAGE_ID = message_id::INTERRUPTION,
+                action,
+                seconds_left = left.as_secs(),
+                "spot interruption notice: draining"
+            );
+            control.drain(
+                Instant::now() + left,
+                DrainReason {
+                    kind: "spot-interruption".into(),
+                    detail: payload.to_string(),
+                },
+            );
+        }
+        Kind::Rebalance => {
+            tracing::warn!(MESSAGE_ID = message_id::REBALANCE, on_rebalance = ?spot.on_rebalance, "rebalance recommendation");
+            match spot.on_rebalance {
+                OnRebalance::Ignore => {}
+                OnRebalance::StopLeasing => control.stop_leasing(),
+                OnRebalance::Drain => control.drain(
+                    Instant::now() + DEFAULT_DRAIN,
+                    DrainReason {
+                        kind: "rebalance".into(),
+                        detail: payload.to_string(),
+                    },
+                ),
+            }
+        }
+        Kind::Lifecycle => {
+            tracing::warn!(
+                MESSAGE_ID = message_id::ASG_TERMINATION,
+                "auto-scaling is terminating this instance: draining"
+            );
+            control.drain(
+                Instant::now() + DEFAULT_DRAIN,
+                DrainReason {
+                    kind: "asg-termination".into(),
+                    detail: payload.to_string(),
+                },
+            );
+        }
+    }
+}

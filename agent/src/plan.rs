@@ -1,0 +1,297 @@
+//! `rangefleet plan`: split partitioned data into record-aligned jobs, write the plan
+//! manifest, enqueue the jobs (DESIGN 5.2, 5.3, 5.6).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{self, Job};
+use crate::process::ProcessorKind;
+use crate::queue::Queue;
+use crate::range;
+use crate::store::{ObjectInfo, Store};
+
+/// Name of the plan manifest under the results prefix.
+pub const MANIFEST: &str = "_plan.json";
+/// Jobs sent to the queue per call (the SQS implementation batches by ten inside).
+const ENQUEUE_BATCH: usize = 500;
+
+/// The plan manifest (DESIGN 5.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Version.
+    pub v: u32,
+    /// The planned source prefix or object.
+    pub source: String,
+    /// Processor of every job.
+    pub processor: String,
+    /// Bytes per record.
+    pub record_length: u64,
+    /// Records per job (the last job of an object may have fewer).
+    pub records_per_job: u64,
+    /// Objects planned, with size and ETag at plan time.
+    pub objects: Vec<ManifestObject>,
+    /// Every job id, in enqueue order.
+    pub jobs: Vec<String>,
+}
+
+/// One object in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestObject {
+    /// Key relative to the source prefix.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// ETag, when the store has one.
+    pub etag: Option<String>,
+}
+
+/// What to plan.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Source prefix or object URL.
+    pub source: String,
+    /// Processor every job runs.
+    pub processor: ProcessorKind,
+    /// Bytes per record.
+    pub record_length: u64,
+    /// Records per job.
+    pub records_per_job: u64,
+    /// Leave out objects that are not whole records instead of stopping.
+    pub skip_bad_objects: bool,
+}
+
+/// Why planning stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Bad input: objects that are not whole records, nothing to plan, bad options.
+    #[error("{0}")]
+    Input(String),
+    /// The store or the queue failed.
+    #[error("{0}")]
+    Io(String),
+    /// A manifest is already there.
+    #[error("{0} already exists: this results prefix has a plan; use a new results prefix, or --force to replace it")]
+    Exists(String),
+}
+
+/// The jobs for `objects` under `source`, interleaved round-robin across partitions so
+/// that a fleet's first reads spread over many S3 prefixes (DESIGN 6).
+pub fn make_jobs(
+    source_base: &str,
+    objects: &[ObjectInfo],
+    opts: &PlanOptions,
+) -> Result<(Vec<Job>, Vec<String>), PlanError> {
+    if opts.record_length == 0 || opts.records_per_job == 0 {
+        return Err(PlanError::Input(
+            "record length and records per job must be at least 1".into(),
+        ));
+    }
+    let mut bad = Vec::new();
+    let mut by_partition: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+    for o in objects {
+        if o.size % opts.record_length != 0 {
+            bad.push(format!(
+                "{} ({} bytes = {} records + {} bytes)",
+                o.key,
+                o.size,
+                o.size / opts.record_length,
+                o.size % opts.record_length
+            ));
+            continue;
+        }
+        let partition: BTreeMap<String, String> = job::partition_of(&o.key).into_iter().collect();
+        let name = job::partition_of(&o.key)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("/");
+        for r in range::split(o.size, opts.record_length, opts.records_per_job) {
+            by_partition.entry(name.clone()).or_default().push(Job {
+                v: job::VERSION,
+                job_id: Job::id_for(&o.key, r.first_record, r.record_count),
+                source: format!("{source_base}{}", o.key),
+                record_length: opts.record_length,
+                first_record: r.first_record,
+                record_count: r.record_count,
+                partition: partition.clone(),
+                processor: opts.processor.name().to_string(),
+                object_size: Some(o.size),
+                etag: o.etag.clone(),
+            });
+        }
+    }
+    if !bad.is_empty() && !opts.skip_bad_objects {
+        return Err(PlanError::Input(format!(
+            "{} object(s) are not a whole number of {}-byte records; fix them, or pass \
+             --skip-bad-objects to leave them out:\n  {}",
+            bad.len(),
+            opts.record_length,
+            bad.join("\n  ")
+        )));
+    }
+    // Round-robin: the first job of every partition, then the second of each, …
+    let mut queues: Vec<std::vec::IntoIter<Job>> =
+        by_partition.into_values().map(Vec::into_iter).collect();
+    let mut jobs = Vec::new();
+    loop {
+        let before = jobs.len();
+        for q in &mut queues {
+            if let Some(j) = q.next() {
+                jobs.push(j);
+            }
+        }
+        if jobs.len() == before {
+            break;
+        }
+    }
+    Ok((jobs, bad))
+}
+
+/// Lists the source, writes the manifest, enqueues every job. `progress(done, total)`
+/// is called as batches go out. Returns the manifest.
+pub async fn plan(
+    opts: &PlanOptions,
+    source: &Store,
+    results: &Store,
+    queue: &dyn Queue,
+    force: bool,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<Manifest, PlanError> {
+    if !force {
+        match results.get(MANIFEST).await {
+            Ok(_) => return Err(PlanError::Exists(format!("{}{MANIFEST}", results.url()))),
+            Err(crate::store::StoreError::NotFound(_)) => {}
+            Err(e) => return Err(PlanError::Io(e.to_string())),
+        }
+    }
+    let objects = source
+        .list()
+        .await
+        .map_err(|e| PlanError::Io(e.to_string()))?;
+    if objects.is_empty() {
+        return Err(PlanError::Input(format!(
+            "no objects under {} (names starting with _ or . are skipped)",
+            source.url()
+        )));
+    }
+    let (jobs, skipped) = make_jobs(source.url(), &objects, opts)?;
+    if !skipped.is_empty() {
+        tracing::warn!(
+            count = skipped.len(),
+            "left out objects that are not whole records: {}",
+            skipped.join(", ")
+        );
+    }
+    let manifest = Manifest {
+        v: 1,
+        source: opts.source.clone(),
+        processor: opts.processor.name().to_string(),
+        record_length: opts.record_length,
+        records_per_job: opts.records_per_job,
+        objects: objects
+            .iter()
+            .filter(|o| o.size % opts.record_length == 0)
+            .map(|o| ManifestObject {
+                key: o.key.clone(),
+                size: o.size,
+                etag: o.etag.clone(),
+            })
+            .collect(),
+        jobs: jobs.iter().map(|j| j.job_id.clone()).collect(),
+    };
+    let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    // The manifest goes first: if enqueueing stops half-way, reduce names what is missing.
+    let written = if force {
+        results.put(MANIFEST, body.into()).await.map(|_| true)
+    } else {
+        results
+            .put_create(MANIFEST, body.into())
+            .await
+            .map(|o| o == crate::store::PutOutcome::Created)
+    };
+    match written {
+        Ok(true) => {}
+        Ok(false) => return Err(PlanError::Exists(format!("{}{MANIFEST}", results.url()))),
+        Err(e) => return Err(PlanError::Io(e.to_string())),
+    }
+    let total = jobs.len() as u64;
+    let mut done = 0u64;
+    for batch in jobs.chunks(ENQUEUE_BATCH) {
+        let bodies: Vec<String> = batch
+            .iter()
+            .map(|j| serde_json::to_string(j).expect("jobs serialise"))
+            .collect();
+        queue.enqueue(&bodies).await.map_err(|e| {
+            PlanError::Io(format!(
+                "enqueueing jobs {}..{} of {total}: {e}",
+                done,
+                done + bodies.len() as u64
+            ))
+        })?;
+        done += bodies.len() as u64;
+        progress(done, total);
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str, size: u64) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size,
+            etag: Some("\"e\"".into()),
+        }
+    }
+
+    fn opts(rpj: u64) -> PlanOptions {
+        PlanOptions {
+            source: "file:///d/".into(),
+            processor: ProcessorKind::TaxiStats,
+            record_length: 80,
+            records_per_job: rpj,
+            skip_bad_objects: false,
+        }
+    }
+
+    #[test]
+    fn jobs_interleave_across_partitions_and_cover_every_record() {
+        let objects = [
+            obj("color=green/date=1/part-0000.rec", 80 * 25),
+            obj("color=yellow/date=1/part-0000.rec", 80 * 10),
+        ];
+        let (jobs, _) = make_jobs("file:///d/", &objects, &opts(10)).unwrap();
+        let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "color=green/date=1/part-0000.rec#0+10",
+                "color=yellow/date=1/part-0000.rec#0+10",
+                "color=green/date=1/part-0000.rec#10+10",
+                "color=green/date=1/part-0000.rec#20+5",
+            ]
+        );
+        assert_eq!(jobs[0].source, "file:///d/color=green/date=1/part-0000.rec");
+        assert_eq!(jobs[0].partition["color"], "green");
+        assert_eq!(jobs[3].object_size, Some(2000));
+    }
+
+    #[test]
+    fn objects_that_are_not_whole_records_stop_the_plan_unless_skipped() {
+        let objects = [obj("a/x.rec", 80 * 3), obj("a/bad.rec", 80 * 3 + 7)];
+        let e = make_jobs("file:///d/", &objects, &opts(10))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a/bad.rec (247 bytes = 3 records + 7 bytes)"),
+            "{e}"
+        );
+        let mut o = opts(10);
+        o.skip_bad_objects = true;
+        let (jobs, skipped) = make_jobs("file:///d/", &objects, &o).unwrap();
+        assert_eq!((jobs.len(), skipped.len()), (1, 1));
+    }
+}

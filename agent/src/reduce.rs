@@ -1,0 +1,219 @@
+//! `rangefleet reduce`: merge results with an exact coverage check (DESIGN 5.3, 5.5).
+//!
+//! Every planned job must have exactly one result; results are create-only, so a job
+//! done twice still has one document, and the second write shows up as "redone" in
+//! the instance summaries, never in the sums.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use crate::job;
+use crate::plan::{Manifest, MANIFEST};
+use crate::process::{Merged, ProcessorKind};
+use crate::store::{Store, StoreError};
+
+/// Folder of instance summaries under the results prefix.
+pub const INSTANCES: &str = "_instances/";
+
+/// The merged outputs and the coverage check.
+#[derive(Debug, Clone)]
+pub struct Reduced {
+    /// Per partition (`color=yellow/date=2016-01-01`), in name order.
+    pub partitions: BTreeMap<String, Merged>,
+    /// Everything.
+    pub total: Merged,
+    /// Jobs in the plan.
+    pub planned: u64,
+    /// Planned jobs with a result.
+    pub done: u64,
+    /// Planned jobs without one.
+    pub missing: Vec<String>,
+    /// Results for jobs not in the plan.
+    pub unexpected: Vec<String>,
+    /// Second writes refused by the store, from the instance summaries.
+    pub redone: u64,
+}
+
+impl Reduced {
+    /// True when every planned job has a result.
+    pub fn complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    /// DESIGN 5.5.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "partitions": self.partitions.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+            "total": self.total.to_json(),
+            "coverage": {
+                "planned": self.planned,
+                "done": self.done,
+                "missing": self.missing,
+                "unexpected": self.unexpected,
+                "redone": self.redone,
+            },
+        })
+    }
+}
+
+/// Reads the manifest, every result and every instance summary under `results`.
+pub async fn reduce(results: &Store) -> Result<Reduced, String> {
+    let manifest = match results.get(MANIFEST).await {
+        Ok(b) => serde_json::from_slice::<Manifest>(&b)
+            .map_err(|e| format!("{}{MANIFEST} is not a plan manifest: {e}", results.url()))?,
+        Err(StoreError::NotFound(_)) => {
+            return Err(format!(
+                "no {MANIFEST} under {}: run `rangefleet plan` with this --results first",
+                results.url()
+            ))
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let kind: ProcessorKind = manifest.processor.parse()?;
+    let planned: BTreeSet<&str> = manifest.jobs.iter().map(String::as_str).collect();
+    let listing = results.list().await.map_err(|e| e.to_string())?;
+    let mut partitions: BTreeMap<String, Merged> = BTreeMap::new();
+    let mut total = Merged::new(kind);
+    let mut seen = BTreeSet::new();
+    let mut unexpected = Vec::new();
+    for obj in &listing {
+        let Some(id) = job::job_id_of_result(&obj.key) else {
+            continue;
+        };
+        if !planned.contains(id.as_str()) {
+            unexpected.push(id);
+            continue;
+        }
+        let body = results.get(&obj.key).await.map_err(|e| e.to_string())?;
+        let doc: Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("result {} is not JSON: {e}", obj.key))?;
+        let output = &doc["output"];
+        let name = job::partition_of(id.split('#').next().unwrap_or(""))
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("/");
+        partitions
+            .entry(name)
+            .or_insert_with(|| Merged::new(kind))
+            .add(&id, output)?;
+        total.add(&id, output)?;
+        seen.insert(id);
+    }
+    let missing: Vec<String> = manifest
+        .jobs
+        .iter()
+        .filter(|j| !seen.contains(j.as_str()))
+        .cloned()
+        .collect();
+    let redone = instance_summaries(results)
+        .await?
+        .iter()
+        .map(|s| s["redone"].as_u64().unwrap_or(0))
+        .sum();
+    Ok(Reduced {
+        partitions,
+        total,
+        planned: manifest.jobs.len() as u64,
+        done: seen.len() as u64,
+        missing,
+        unexpected,
+        redone,
+    })
+}
+
+/// Every `_instances/<id>.json` under `results`.
+pub async fn instance_summaries(results: &Store) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for obj in results
+        .list_under(INSTANCES)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let body = results.get(&obj.key).await.map_err(|e| e.to_string())?;
+        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The people's view: one row per partition, then the coverage line.
+pub fn table(r: &Reduced) -> String {
+    let mut out = String::new();
+    let rows: Vec<(String, Value)> = r
+        .partitions
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_json()))
+        .chain(std::iter::once(("TOTAL".to_string(), r.total.to_json())))
+        .collect();
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(9).max(9);
+    match &r.total {
+        Merged::Taxi(_) => {
+            out.push_str(&format!(
+                "{:<width$} {:>12} {:>9} {:>12} {:>14} {:>14}\n",
+                "partition", "trips", "bad", "passengers", "miles", "total $"
+            ));
+            for (k, v) in &rows {
+                let n = |f: &str| v[f].as_u64().unwrap_or(0);
+                out.push_str(&format!(
+                    "{:<width$} {:>12} {:>9} {:>12} {:>14} {:>14}\n",
+                    k,
+                    n("records"),
+                    n("bad_records"),
+                    n("passengers"),
+                    format!(
+                        "{}.{:02}",
+                        n("distance_centimiles") / 100,
+                        n("distance_centimiles") % 100
+                    ),
+                    format!("{}.{:02}", n("total_cents") / 100, n("total_cents") % 100),
+                ));
+            }
+        }
+        Merged::Count(_) => {
+            out.push_str(&format!(
+                "{:<width$} {:>12} {:>14} {:>18}\n",
+                "partition", "records", "bytes", "checksum"
+            ));
+            for (k, v) in &rows {
+                let n = |f: &str| v[f].as_u64().unwrap_or(0);
+                out.push_str(&format!(
+                    "{:<width$} {:>12} {:>14} {:>18x}\n",
+                    k,
+                    n("records"),
+                    n("bytes"),
+                    n("checksum")
+                ));
+            }
+        }
+        Merged::Exec(m) => out.push_str(&format!("{} exec outputs (see --json)\n", m.len())),
+    }
+    out.push_str(&coverage_line(r));
+    out
+}
+
+/// `planned N, done N, lost 0, double-counted 0, redone K`.
+pub fn coverage_line(r: &Reduced) -> String {
+    let mut s = format!(
+        "planned {}, done {}, lost {}, double-counted 0, redone {}",
+        r.planned,
+        r.done,
+        r.missing.len(),
+        r.redone
+    );
+    if !r.unexpected.is_empty() {
+        s.push_str(&format!(", unexpected {}", r.unexpected.len()));
+    }
+    s.push('\n');
+    if !r.missing.is_empty() {
+        let shown: Vec<&str> = r.missing.iter().take(10).map(String::as_str).collect();
+        s.push_str(&format!(
+            "missing: {}{}\n",
+            shown.join(", "),
+            if r.missing.len() > 10 { ", …" } else { "" }
+        ));
+    }
+    s
+}

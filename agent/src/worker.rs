@@ -1,0 +1,643 @@
+//! The worker loop: lease → one ranged read → process → create-only result → ack.
+//!
+//! Up to `concurrency` jobs run at once, and the loop leases only as many messages as
+//! it has free slots. Each job heartbeats its lease at a third of its length. Errors are
+//! handled by class (DESIGN 4): a bad job is dead-lettered with its reason; a retryable
+//! failure releases the job (dead-lettered at its 5th receive); a fault of the agent or
+//! its environment (403, missing credentials) releases the job and pauses leasing, so a
+//! wrong role never dead-letters a plan's worth of good jobs.
+//!
+//! Draining: [`Control::stop_leasing`] stops new leases; [`Control::drain`] also sets a
+//! deadline, by which every job in flight is either finished (if its expected end,
+//! from its progress so far, is before the deadline minus the margin) or released.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::allow::AllowList;
+use crate::backoff::FullJitter;
+use crate::config::ExecConfig;
+use crate::identity::Identity;
+use crate::imds::mock::rfc3339;
+use crate::job::{self, BadJob, Job};
+use crate::process::{exec, Accumulator, ProcessorKind};
+use crate::queue::{Lease, Queue, QueueError};
+use crate::range::RecordRange;
+use crate::store::{self, Expect, PutOutcome, Store, StoreCache, StoreError};
+
+/// A retryable failure at this receive count is dead-lettered (DESIGN 4).
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// What the worker talks to.
+#[derive(Clone)]
+pub struct Deps {
+    /// Where jobs come from.
+    pub queue: Arc<dyn Queue>,
+    /// Stores for job sources, one per bucket or host.
+    pub stores: StoreCache,
+    /// Where results go.
+    pub results: Store,
+    /// Who we are (in every result).
+    pub identity: Identity,
+    /// Effective tags (in every result).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// How the worker runs (from the config, with defaults resolved).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Jobs in flight.
+    pub concurrency: usize,
+    /// Lease per job.
+    pub lease: Duration,
+    /// Longest a lease call waits for a message.
+    pub poll_wait: Duration,
+    /// Allowed source prefixes.
+    pub inputs: Vec<String>,
+    /// The exec processor, when configured.
+    pub exec: Option<ExecConfig>,
+    /// Jobs expected to end later than this before a drain deadline are released.
+    pub drain_margin: Duration,
+    /// Exit once the queue has nothing visible or in flight (batch runs, the demo).
+    pub until_empty: bool,
+}
+
+/// Why the worker is draining, for the summary and the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainReason {
+    /// `spot-interruption`, `asg-termination`, `sigterm`, `rebalance`.
+    pub kind: String,
+    /// Free text (the notice's payload, the action).
+    pub detail: String,
+}
+
+/// Steering a running worker: stop leasing, drain by a deadline.
+#[derive(Clone)]
+pub struct Control {
+    stop: CancellationToken,
+    drain: Arc<watch::Sender<Option<(Instant, DrainReason)>>>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            stop: CancellationToken::new(),
+            drain: Arc::new(watch::channel(None).0),
+        }
+    }
+}
+
+impl Control {
+    /// Take no new jobs; finish those in flight.
+    pub fn stop_leasing(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stop leasing, and by `deadline` have finished or released every job.
+    pub fn drain(&self, deadline: Instant, reason: DrainReason) {
+        self.stop.cancel();
+        self.drain.send_if_modified(|d| match d {
+            // An earlier deadline wins; a later notice does not extend it.
+            Some((at, _)) if *at <= deadline => false,
+            _ => {
+                *d = Some((deadline, reason));
+                true
+            }
+        });
+    }
+
+    /// True once leasing has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// The drain deadline and reason, once set.
+    pub fn drain_state(&self) -> Option<(Instant, DrainReason)> {
+        self.drain.borrow().clone()
+    }
+}
+
+/// What one agent did: the instance summary's counts (DESIGN 5.3).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Results written and acked.
+    pub done: AtomicU64,
+    /// Jobs whose result was already there (a second write refused): acked, not counted.
+    pub redone: AtomicU64,
+    /// Jobs dead-lettered.
+    pub failed: AtomicU64,
+    /// Jobs handed back to the queue (drain, retryable errors, faults).
+    pub released: AtomicU64,
+    /// Bytes read by finished jobs.
+    pub bytes_read: AtomicU64,
+}
+
+impl Counters {
+    /// The counts as JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "done": self.done.load(Ordering::Relaxed),
+            "redone": self.redone.load(Ordering::Relaxed),
+            "failed": self.failed.load(Ordering::Relaxed),
+            "released": self.released.load(Ordering::Relaxed),
+            "bytes_read": self.bytes_read.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// A job in flight, as the drain sees it.
+struct InFlight {
+    started: Instant,
+    total_bytes: u64,
+    read: Arc<AtomicU64>,
+    abandon: CancellationToken,
+}
+
+struct Ctx {
+    deps: Deps,
+    settings: Settings,
+    allow: AllowList,
+    processors: Vec<ProcessorKind>,
+    counters: Arc<Counters>,
+    /// Leasing pauses until then after a fault.
+    paused_until: Mutex<Option<Instant>>,
+    fault_backoff: Mutex<FullJitter>,
+}
+
+/// How the loop ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The counts.
+    pub counters: Arc<Counters>,
+    /// The drain that ended it, if any.
+    pub drain: Option<DrainReason>,
+    /// When the loop started and ended.
+    pub started_at: SystemTime,
+    /// When it ended.
+    pub finished_at: SystemTime,
+}
+
+/// Runs the worker until it is drained (or, with `until_empty`, the queue is empty).
+pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Outcome, String> {
+    let started_at = SystemTime::now();
+    let mut processors = vec![ProcessorKind::Count, ProcessorKind::TaxiStats];
+    if settings.exec.is_some() {
+        processors.push(ProcessorKind::Exec);
+    }
+    let ctx = Arc::new(Ctx {
+        allow: AllowList::new(&settings.inputs)?,
+        processors,
+        counters: Arc::new(Counters::default()),
+        paused_until: Mutex::new(None),
+        fault_backoff: Mutex::new(FullJitter::new(
+            Duration::from_secs(2),
+            Duration::from_secs(120),
+        )),
+        deps,
+        settings,
+    });
+    let slots = Arc::new(Semaphore::new(ctx.settings.concurrency.max(1)));
+    let tracker = TaskTracker::new();
+    let inflight: Arc<Mutex<HashMap<u64, InFlight>>> = Arc::default();
+    let mut next_id = 0u64;
+    let mut queue_backoff = FullJitter::new(Duration::from_millis(200), Duration::from_secs(30));
+
+    loop {
+        if control.is_stopped() {
+            break;
+        }
+        let paused = *ctx.paused_until.lock().unwrap();
+        if let Some(until) = paused {
+            if Instant::now() < until {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = control.stop.cancelled() => break,
+                }
+                continue;
+            }
+        }
+        let first = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = control.stop.cancelled() => break,
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        // Never cancelled mid-call: a receive that completes after we stopped listening
+        // would hide its messages for a whole lease. What arrives after a stop is released.
+        let leased = ctx
+            .deps
+            .queue
+            .lease(permits.len(), ctx.settings.lease, ctx.settings.poll_wait)
+            .await;
+        match leased {
+            Ok(leases) if leases.is_empty() => {
+                drop(permits);
+                if ctx.settings.until_empty && tracker.is_empty() && queue_is_empty(&ctx).await {
+                    tracing::info!("queue is empty; exiting as --until-empty asks");
+                    break;
+                }
+            }
+            Ok(leases) => {
+                queue_backoff =
+                    FullJitter::new(Duration::from_millis(200), Duration::from_secs(30));
+                for (lease, permit) in leases.into_iter().zip(permits) {
+                    if control.is_stopped() {
+                        release(&ctx, &lease, "leased as the agent began to drain").await;
+                        continue;
+                    }
+                    next_id += 1;
+                    let id = next_id;
+                    let read = Arc::new(AtomicU64::new(0));
+                    let abandon = CancellationToken::new();
+                    inflight.lock().unwrap().insert(
+                        id,
+                        InFlight {
+                            started: Instant::now(),
+                            total_bytes: job_bytes(&lease.body),
+                            read: read.clone(),
+                            abandon: abandon.clone(),
+                        },
+                    );
+                    let ctx = ctx.clone();
+                    let inflight = inflight.clone();
+                    tracker.spawn(async move {
+                        run_job(&ctx, lease, abandon, read).await;
+                        inflight.lock().unwrap().remove(&id);
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => {
+                drop(permits);
+                let pause = queue_backoff.next_delay();
+                match &e {
+                    QueueError::Fault(_) | QueueError::BadUrl(_) => tracing::error!(
+                        error = %e, ?pause,
+                        "cannot lease jobs: the agent's role, region or queue URL is wrong; \
+                         no job is touched until this is fixed"
+                    ),
+                    _ => tracing::warn!(error = %e, ?pause, "lease failed; retrying"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = control.stop.cancelled() => break,
+                }
+            }
+        }
+    }
+
+    // Drain: finish what fits before the deadline, release the rest.
+    tracker.close();
+    let mut drain_rx = control.drain.subscribe();
+    loop {
+        let state = drain_rx.borrow_and_update().clone();
+        let cutoff = state.as_ref().map(|(deadline, _)| {
+            deadline
+                .checked_sub(ctx.settings.drain_margin)
+                .unwrap_or_else(Instant::now)
+        });
+        if let Some(cutoff) = cutoff {
+            release_late_jobs(&inflight, cutoff);
+        }
+        tokio::select! {
+            _ = tracker.wait() => break,
+            changed = drain_rx.changed() => {
+                if changed.is_err() {
+                    tracker.wait().await;
+                    break;
+                }
+            }
+            _ = sleep_until_opt(cutoff) => {
+                // The cutoff passed: whatever is still running will not make it.
+                for job in inflight.lock().unwrap().values() {
+                    job.abandon.cancel();
+                }
+                tracker.wait().await;
+                break;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)), if cutoff.is_some() => {}
+        }
+    }
+    Ok(Outcome {
+        counters: ctx.counters.clone(),
+        drain: control.drain_state().map(|(_, r)| r),
+        started_at,
+        finished_at: SystemTime::now(),
+    })
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Releases every job in flight whose expected end, from its progress so far, is
+/// after `cutoff`.
+fn release_late_jobs(inflight: &Mutex<HashMap<u64, InFlight>>, cutoff: Instant) {
+    let now = Instant::now();
+    for job in inflight.lock().unwrap().values() {
+        if job.abandon.is_cancelled() {
+            continue;
+        }
+        let read = job.read.load(Ordering::Relaxed);
+        let elapsed = now - job.started;
+        let expected_end = if read == 0 || job.total_bytes == 0 {
+            // No progress yet: it ends in time only if we are already past nothing.
+            None
+        } else {
+            let total = elapsed.as_secs_f64() * job.total_bytes as f64 / read as f64;
+            Some(job.started + Duration::from_secs_f64(total.min(1e6)))
+        };
+        let fits = expected_end.is_some_and(|end| end <= cutoff)
+            || (read >= job.total_bytes && job.total_bytes > 0);
+        if !fits {
+            job.abandon.cancel();
+        }
+    }
+}
+
+fn job_bytes(body: &str) -> u64 {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            Some(
+                v["record_count"]
+                    .as_u64()?
+                    .saturating_mul(v["record_length"].as_u64()?),
+            )
+        })
+        .unwrap_or(0)
+}
+
+async fn queue_is_empty(ctx: &Ctx) -> bool {
+    match ctx.deps.queue.stats().await {
+        Ok(s) => s.visible == 0 && s.in_flight == 0,
+        Err(_) => false,
+    }
+}
+
+/// Why a job did not produce a result.
+#[derive(Debug)]
+enum JobError {
+    Store(StoreError),
+    Exec(String),
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Store(e) => e.fmt(f),
+            JobError::Exec(e) => f.write_str(e),
+        }
+    }
+}
+
+async fn run_job(ctx: &Ctx, lease: Lease, abandon: CancellationToken, read: Arc<AtomicU64>) {
+    let (job, kind) = match job::parse(&lease.body, &ctx.allow, &ctx.processors) {
+        Ok(j) => j,
+        Err(BadJob(reason)) => {
+            tracing::warn!(message_id = %lease.message_id, %reason, "refusing a bad job");
+            dead_letter(ctx, &lease, &reason).await;
+            return;
+        }
+    };
+    let partition = job.partition_name();
+    let span = tracing::info_span!("job", job_id = %job.job_id, source = %job.source, partition = %partition, attempt = lease.receive_count);
+    async {
+        let started_at = SystemTime::now();
+        let work = process(ctx, &job, kind, &read);
+        let heartbeat = heartbeat(ctx, &lease);
+        let result = tokio::select! {
+            r = work => Some(r),
+            _ = abandon.cancelled() => None,
+            _ = heartbeat => None,
+        };
+        match result {
+            None => release(ctx, &lease, "released while draining").await,
+            Some(Ok((output, bytes))) => {
+                finish(ctx, &lease, &job, output, bytes, started_at).await;
+            }
+            Some(Err(JobError::Store(StoreError::Permanent(reason)))) => {
+                dead_letter(ctx, &lease, &reason).await;
+            }
+            Some(Err(JobError::Store(StoreError::Fault(reason)))) => {
+                pause_for_fault(ctx, &reason);
+                release(
+                    ctx,
+                    &lease,
+                    "released after a fault of the agent's environment",
+                )
+                .await;
+            }
+            Some(Err(e)) => retry_or_give_up(ctx, &lease, &e.to_string()).await,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Extends the lease every third of it; returns only if the lease is lost.
+async fn heartbeat(ctx: &Ctx, lease: &Lease) {
+    let every = ctx.settings.lease / 3;
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        match ctx.deps.queue.extend(lease, ctx.settings.lease).await {
+            Ok(()) => tracing::debug!("lease extended"),
+            Err(QueueError::LeaseLost(e)) => {
+                tracing::warn!(error = %e, "lease lost; abandoning the job (another worker has it)");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed; will try again"),
+        }
+    }
+}
+
+async fn process(
+    ctx: &Ctx,
+    job: &Job,
+    kind: ProcessorKind,
+    read: &AtomicU64,
+) -> Result<(Value, u64), JobError> {
+    let (base, key) = store::locate(&job.source).map_err(JobError::Store)?;
+    let source = ctx.deps.stores.get(&base).await.map_err(JobError::Store)?;
+    let range = RecordRange {
+        first_record: job.first_record,
+        record_count: job.record_count,
+        record_length: job.record_length,
+    };
+    let expect = Expect {
+        size: job.object_size,
+        etag: job.etag.clone(),
+    };
+    match Accumulator::new(kind, job.record_length as usize) {
+        Some(mut acc) => {
+            let bytes = source
+                .read_records(&key, &range, Some(&expect), &mut |chunk: &[u8]| {
+                    acc.add(chunk);
+                    read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                })
+                .await
+                .map_err(JobError::Store)?;
+            Ok((acc.output(), bytes))
+        }
+        None => {
+            let cfg = ctx
+                .settings
+                .exec
+                .as_ref()
+                .ok_or_else(|| JobError::Exec("exec is not configured".into()))?;
+            let mut buf = Vec::with_capacity(range.byte_len() as usize);
+            let bytes = source
+                .read_records(&key, &range, Some(&expect), &mut |chunk: &[u8]| {
+                    buf.extend_from_slice(chunk);
+                    read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                })
+                .await
+                .map_err(JobError::Store)?;
+            let env = [
+                ("RANGEFLEET_JOB_ID".to_string(), job.job_id.clone()),
+                (
+                    "RANGEFLEET_PARTITION".to_string(),
+                    serde_json::to_string(&job.partition).unwrap_or_default(),
+                ),
+            ];
+            let output = exec::run_exec(cfg, &buf, &env)
+                .await
+                .map_err(|e| JobError::Exec(e.to_string()))?;
+            Ok((output, bytes))
+        }
+    }
+}
+
+async fn finish(
+    ctx: &Ctx,
+    lease: &Lease,
+    job: &Job,
+    output: Value,
+    bytes: u64,
+    started_at: SystemTime,
+) {
+    let doc = json!({
+        "v": 1,
+        "job": job,
+        "output": output,
+        "bytes_read": bytes,
+        "instance": {
+            "instance_id": ctx.deps.identity.instance_id,
+            "availability_zone": ctx.deps.identity.availability_zone,
+            "tags": ctx.deps.tags,
+        },
+        "attempt": lease.receive_count,
+        "started_at": rfc3339(started_at),
+        "finished_at": rfc3339(SystemTime::now()),
+    });
+    let body = serde_json::to_vec(&doc).expect("result documents serialise");
+    match ctx
+        .deps
+        .results
+        .put_create(&job.result_key(), body.into())
+        .await
+    {
+        Ok(PutOutcome::Created) => {
+            ctx.counters.done.fetch_add(1, Ordering::Relaxed);
+            ctx.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        }
+        Ok(PutOutcome::AlreadyExists) => {
+            tracing::info!("result already written by an earlier attempt; counted once");
+            ctx.counters.redone.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(StoreError::Fault(reason)) => {
+            pause_for_fault(ctx, &reason);
+            release(ctx, lease, "released: the result could not be written").await;
+            return;
+        }
+        Err(e) => {
+            retry_or_give_up(ctx, lease, &format!("writing the result: {e}")).await;
+            return;
+        }
+    }
+    if let Err(e) = ctx.deps.queue.ack(lease).await {
+        // The result is written; a redelivery will find it and count it as redone.
+        tracing::warn!(error = %e, "ack failed after the result was written");
+    }
+}
+
+async fn retry_or_give_up(ctx: &Ctx, lease: &Lease, reason: &str) {
+    if lease.receive_count >= MAX_ATTEMPTS {
+        let reason = format!("gave up after {} attempts: {reason}", lease.receive_count);
+        dead_letter(ctx, lease, &reason).await;
+    } else {
+        tracing::warn!(%reason, attempt = lease.receive_count, "job failed; releasing it for another try");
+        release(ctx, lease, reason).await;
+    }
+}
+
+fn pause_for_fault(ctx: &Ctx, reason: &str) {
+    let pause = ctx
+        .fault_backoff
+        .lock()
+        .unwrap()
+        .next_delay()
+        .max(Duration::from_secs(1));
+    tracing::error!(
+        %reason, ?pause,
+        "the agent's environment is wrong (access denied, credentials, region): \
+         the job is released, not dead-lettered, and leasing pauses"
+    );
+    *ctx.paused_until.lock().unwrap() = Some(Instant::now() + pause);
+}
+
+async fn release(ctx: &Ctx, lease: &Lease, why: &str) {
+    match ctx.deps.queue.release(lease).await {
+        Ok(()) => {
+            ctx.counters.released.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(why, "job released");
+        }
+        Err(e) => tracing::warn!(error = %e, "release failed; the job returns when its lease ends"),
+    }
+}
+
+async fn dead_letter(ctx: &Ctx, lease: &Lease, reason: &str) {
+    match ctx.deps.queue.dead_letter(lease, reason).await {
+        Ok(()) => {
+            ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(reason, message_id = %lease.message_id, "job dead-lettered");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, reason, "dead-lettering failed; the job returns when its lease ends")
+        }
+    }
+}
+
+/// The instance summary (DESIGN 5.3), written at exit to `_instances/<id>.json`.
+pub fn summary(identity: &Identity, tags: &BTreeMap<String, String>, outcome: &Outcome) -> Value {
+    let mut v = json!({
+        "v": 1,
+        "instance_id": identity.instance_id,
+        "instance_type": identity.instance_type,
+        "availability_zone": identity.availability_zone,
+        "life_cycle": identity.life_cycle,
+        "tags": tags,
+        "interruption": outcome.drain.as_ref().map(|d| json!({"kind": d.kind, "detail": d.detail})),
+        "started_at": rfc3339(outcome.started_at),
+        "finished_at": rfc3339(outcome.finished_at),
+    });
+    if let (Value::Object(m), Value::Object(c)) = (&mut v, outcome.counters.to_json()) {
+        m.extend(c);
+    }
+    v
+}
