@@ -272,7 +272,7 @@ impl Validator<'_> {
         let lease_seconds = self.range(
             "lease_seconds",
             raw.lease_seconds,
-            30,
+            2,
             43_200,
             DEFAULT_LEASE_SECONDS as i64,
         )?;

@@ -417,6 +417,7 @@ async fn run_job(ctx: &Ctx, lease: Lease, abandon: CancellationToken, read: Arc<
     let partition = job.partition_name();
     let span = tracing::info_span!("job", job_id = %job.job_id, source = %job.source, partition = %partition, attempt = lease.receive_count);
     async {
+        tracing::info!("job started");
         let started_at = SystemTime::now();
         let work = process(ctx, &job, kind, &read);
         let heartbeat = heartbeat(ctx, &lease);
@@ -553,6 +554,7 @@ async fn finish(
         .await
     {
         Ok(PutOutcome::Created) => {
+            tracing::info!(bytes, "job done");
             ctx.counters.done.fetch_add(1, Ordering::Relaxed);
             ctx.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         }
