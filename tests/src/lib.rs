@@ -3,8 +3,8 @@
 
 pub mod journal;
 pub mod moto;
-pub mod notify;
 pub mod nginx;
+pub mod notify;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};
