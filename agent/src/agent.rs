@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::identity::Identity;
@@ -91,7 +92,10 @@ pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, 
         "agent ready"
     );
     ready();
+    // Every entry the agent logs carries INSTANCE_ID (a span field, upper-cased in journald).
+    let span = tracing::info_span!("agent", instance_id = %agent.identity.instance_id);
     let outcome = worker::run(deps, settings, control)
+        .instrument(span)
         .await
         .map_err(AgentError::Config)?;
     stop_monitor.cancel();

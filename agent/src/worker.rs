@@ -211,7 +211,11 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
     let mut next_id = 0u64;
     let mut queue_backoff = FullJitter::new(Duration::from_millis(200), Duration::from_secs(30));
 
+    // The watchdog pings come from the loop's own turns, so a stuck loop stops them;
+    // the tick wakes an idle turn often enough that a long job does not.
+    let tick = crate::systemd::watchdog_interval().map_or(Duration::from_secs(10), |d| d / 2);
     loop {
+        alive(&ctx, &tracker, "leasing");
         if control.is_stopped() {
             break;
         }
@@ -228,6 +232,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         let first = tokio::select! {
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = control.stop.cancelled() => break,
+            _ = tokio::time::sleep(tick) => continue,
         };
         let mut permits = vec![first];
         while let Ok(p) = slots.clone().try_acquire_owned() {
@@ -271,11 +276,14 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                     );
                     let ctx = ctx.clone();
                     let inflight = inflight.clone();
-                    tracker.spawn(async move {
-                        run_job(&ctx, lease, abandon, read).await;
-                        inflight.lock().unwrap().remove(&id);
-                        drop(permit);
-                    });
+                    tracker.spawn(
+                        async move {
+                            run_job(&ctx, lease, abandon, read).await;
+                            inflight.lock().unwrap().remove(&id);
+                            drop(permit);
+                        }
+                        .in_current_span(),
+                    );
                 }
             }
             Err(e) => {
@@ -301,6 +309,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
     tracker.close();
     let mut drain_rx = control.drain.subscribe();
     loop {
+        alive(&ctx, &tracker, "draining");
         let state = drain_rx.borrow_and_update().clone();
         let cutoff = state.as_ref().map(|(deadline, _)| {
             deadline
@@ -327,6 +336,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                 break;
             }
             _ = tokio::time::sleep(Duration::from_millis(250)), if cutoff.is_some() => {}
+            _ = tokio::time::sleep(tick) => {}
         }
     }
     Ok(Outcome {
@@ -335,6 +345,17 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         started_at,
         finished_at: SystemTime::now(),
     })
+}
+
+/// One turn of the loop: WATCHDOG=1 and a STATUS line for `systemctl status`.
+fn alive(ctx: &Ctx, tracker: &TaskTracker, phase: &str) {
+    crate::systemd::watchdog();
+    crate::systemd::status(&format!(
+        "{phase}; {} running, {} done, {} failed",
+        tracker.len(),
+        ctx.counters.done.load(Ordering::Relaxed),
+        ctx.counters.failed.load(Ordering::Relaxed)
+    ));
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -409,7 +430,7 @@ async fn run_job(ctx: &Ctx, lease: Lease, abandon: CancellationToken, read: Arc<
     let (job, kind) = match job::parse(&lease.body, &ctx.allow, &ctx.processors) {
         Ok(j) => j,
         Err(BadJob(reason)) => {
-            tracing::warn!(message_id = %lease.message_id, %reason, "refusing a bad job");
+            tracing::warn!(queue_message_id = %lease.message_id, %reason, "refusing a bad job");
             dead_letter(ctx, &lease, &reason).await;
             return;
         }
@@ -617,7 +638,12 @@ async fn dead_letter(ctx: &Ctx, lease: &Lease, reason: &str) {
     match ctx.deps.queue.dead_letter(lease, reason).await {
         Ok(()) => {
             ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(reason, message_id = %lease.message_id, "job dead-lettered");
+            tracing::warn!(
+                MESSAGE_ID = crate::monitor::message_id::JOB_FAILED,
+                reason,
+                queue_message_id = %lease.message_id,
+                "job dead-lettered"
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, reason, "dead-lettering failed; the job returns when its lease ends")

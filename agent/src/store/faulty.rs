@@ -29,6 +29,14 @@ pub enum GetFault {
     Forbidden,
     /// Succeeds, but the body stops with an error after this many bytes.
     CutAfter(u64),
+    /// Succeeds, slowly: the body comes in `chunk`-byte pieces, each after `every`
+    /// (tokio time, so paused-time tests run it instantly). A long job, for drain tests.
+    Paced {
+        /// Bytes per piece.
+        chunk: usize,
+        /// Wait before each piece.
+        every: std::time::Duration,
+    },
 }
 
 /// Wraps a store; the next gets fail as queued with [`FaultyObjectStore::push`].
@@ -114,6 +122,27 @@ impl ObjectStore for FaultyObjectStore {
                     (res.meta.clone(), res.range.clone(), res.attributes.clone());
                 Ok(GetResult {
                     payload: GetResultPayload::Stream(cut(res.into_stream(), n)),
+                    meta,
+                    range,
+                    attributes,
+                    extensions: Default::default(),
+                })
+            }
+            Some(GetFault::Paced { chunk, every }) => {
+                let res = self.inner.get_opts(location, options).await?;
+                let (meta, range, attributes) =
+                    (res.meta.clone(), res.range.clone(), res.attributes.clone());
+                let body = res.bytes().await?;
+                let pieces: Vec<bytes::Bytes> = (0..body.len())
+                    .step_by(chunk.max(1))
+                    .map(|at| body.slice(at..(at + chunk.max(1)).min(body.len())))
+                    .collect();
+                let stream = futures::stream::iter(pieces).then(move |piece| async move {
+                    tokio::time::sleep(every).await;
+                    Ok(piece)
+                });
+                Ok(GetResult {
+                    payload: GetResultPayload::Stream(stream.boxed()),
                     meta,
                     range,
                     attributes,

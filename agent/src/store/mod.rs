@@ -12,7 +12,7 @@
 //! [`RetryConfig`] budget as the first request.
 
 mod aws;
-mod faulty;
+pub mod faulty;
 mod records;
 
 use std::collections::HashMap;
