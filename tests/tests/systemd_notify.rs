@@ -275,3 +275,94 @@ fn watchdog_pings_continue_while_sigterm_drains_a_long_job() {
         dump(&lines)
     );
 }
+
+#[test]
+fn a_stuck_loop_stops_the_pings() {
+    // Another process holds the queue's write lock for 4 s: the agent's next lease blocks
+    // in SQLite's busy wait, its loop makes no turn, and the pings stop until it moves.
+    let plan = LocalPlan::new("notify-stuck", "taxi-stats", 200, 100, 2, "");
+    let notify = NotifyListener::bind();
+    let mut agent = plan.agent();
+    agent
+        .env("NOTIFY_SOCKET", notify.path())
+        .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string());
+    // Not --until-empty: the agent idles on the empty queue, leasing every second.
+    let args: Vec<_> = agent
+        .get_args()
+        .filter(|a| *a != "--until-empty")
+        .map(|a| a.to_os_string())
+        .collect();
+    let mut idle = std::process::Command::new(agent.get_program());
+    idle.args(&args);
+    for (k, v) in agent.get_envs() {
+        match v {
+            Some(v) => idle.env(k, v),
+            None => idle.env_remove(k),
+        };
+    }
+    let mut child = with_own_watchdog_pid(&idle)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the agent");
+    notify
+        .wait_for_line("READY=1", Duration::from_secs(30))
+        .expect("READY=1");
+    // Let it finish the two jobs and ping a few times while idle.
+    std::thread::sleep(Duration::from_secs(2));
+    let lock = r#"
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
+con.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(4)
+con.execute("ROLLBACK")
+"#;
+    let held_from = std::time::Instant::now();
+    let out = std::process::Command::new("python3")
+        .args(["-c", lock])
+        .arg(&plan.queue)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // After the lock: the loop turns again and pings resume.
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait for the agent");
+    assert!(status.success(), "agent exited {status}");
+    notify
+        .wait_for_line("STOPPING=1", Duration::from_secs(5))
+        .expect("STOPPING=1");
+    let lines = notify.lines();
+    let pings: Vec<std::time::Instant> = lines
+        .iter()
+        .filter(|n| n.line == "WATCHDOG=1")
+        .map(|n| n.at)
+        .collect();
+    let gap_in_lock = pings
+        .windows(2)
+        .filter(|w| w[1] > held_from)
+        .map(|w| w[1].duration_since(w[0]))
+        .max()
+        .unwrap_or_default();
+    assert!(
+        gap_in_lock >= Duration::from_secs(3),
+        "the pings stopped while the loop was stuck (longest gap {gap_in_lock:?}):\n{}",
+        dump(&lines)
+    );
+    let after = pings
+        .iter()
+        .filter(|t| t.duration_since(held_from) > Duration::from_secs(5))
+        .count();
+    assert!(
+        after >= 1,
+        "pings resumed once the loop moved:\n{}",
+        dump(&lines)
+    );
+}
