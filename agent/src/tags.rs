@@ -34,7 +34,12 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
             "tag key must be 1 to {MAX_KEY} characters, got {n}"
         ));
     }
-    if key.len() >= 4 && key[..4].eq_ignore_ascii_case("aws:") {
+    // Byte-wise: a key may start with a multi-byte character.
+    if key
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"aws:"))
+    {
         return Err(format!(
             "tag key {key:?}: the aws: prefix is reserved for AWS"
         ));
@@ -166,6 +171,9 @@ mod tests {
             .contains("1 to 128"));
         assert!(check("aws:x", "x").unwrap_err().contains("reserved"));
         assert!(check("AWS:x", "x").unwrap_err().contains("reserved"));
+        // Found by the user-data property test: a multi-byte first character.
+        assert!(check("éaws", "x").unwrap_err().contains("letters, digits"));
+        assert!(check("aé", "x").unwrap_err().contains("letters, digits"));
         assert!(check("has space", "x")
             .unwrap_err()
             .contains("letters, digits"));

@@ -99,6 +99,14 @@ fn document() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// A fixed seed keeps CI deterministic; `PROPTEST_SEED=<n>` explores other inputs.
+fn seed() -> u64 {
+    std::env::var("PROPTEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_0001)
+}
+
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
@@ -107,7 +115,12 @@ fn cases() -> u32 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed()),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn decoding_never_panics(doc in prop_oneof![document(), prop::collection::vec(any::<u8>(), 0..200)], layers in wraps(), cut in any::<Option<prop::sample::Index>>()) {
