@@ -214,6 +214,12 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
     // The watchdog pings come from the loop's own turns, so a stuck loop stops them;
     // the tick wakes an idle turn often enough that a long job does not.
     let tick = crate::systemd::watchdog_interval().map_or(Duration::from_secs(10), |d| d / 2);
+    // The drain acts on jobs in flight at once, even while the loop waits in a long poll.
+    let watcher = tokio::spawn(drain_watcher(
+        control.clone(),
+        inflight.clone(),
+        ctx.settings.drain_margin,
+    ));
     loop {
         alive(&ctx, &tracker, "leasing");
         if control.is_stopped() {
@@ -228,6 +234,10 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                 }
                 continue;
             }
+        }
+        if ctx.settings.until_empty && tracker.is_empty() && queue_is_empty(&ctx).await {
+            tracing::info!("queue is empty; exiting as --until-empty asks");
+            break;
         }
         let first = tokio::select! {
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -305,40 +315,17 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         }
     }
 
-    // Drain: finish what fits before the deadline, release the rest.
+    // Leasing has stopped: wait for the jobs in flight (the drain watcher releases
+    // those that will not make the deadline), still pinging the watchdog.
     tracker.close();
-    let mut drain_rx = control.drain.subscribe();
     loop {
         alive(&ctx, &tracker, "draining");
-        let state = drain_rx.borrow_and_update().clone();
-        let cutoff = state.as_ref().map(|(deadline, _)| {
-            deadline
-                .checked_sub(ctx.settings.drain_margin)
-                .unwrap_or_else(Instant::now)
-        });
-        if let Some(cutoff) = cutoff {
-            release_late_jobs(&inflight, cutoff);
-        }
         tokio::select! {
             _ = tracker.wait() => break,
-            changed = drain_rx.changed() => {
-                if changed.is_err() {
-                    tracker.wait().await;
-                    break;
-                }
-            }
-            _ = sleep_until_opt(cutoff) => {
-                // The cutoff passed: whatever is still running will not make it.
-                for job in inflight.lock().unwrap().values() {
-                    job.abandon.cancel();
-                }
-                tracker.wait().await;
-                break;
-            }
-            _ = tokio::time::sleep(Duration::from_millis(250)), if cutoff.is_some() => {}
             _ = tokio::time::sleep(tick) => {}
         }
     }
+    watcher.abort();
     Ok(Outcome {
         counters: ctx.counters.clone(),
         drain: control.drain_state().map(|(_, r)| r),
@@ -358,10 +345,40 @@ fn alive(ctx: &Ctx, tracker: &TaskTracker, phase: &str) {
     ));
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// Once a drain deadline is set: releases the jobs in flight that will not finish by
+/// the deadline less the margin, looks again as they progress, and when the cutoff
+/// passes releases whatever is left.
+async fn drain_watcher(
+    control: Control,
+    inflight: Arc<Mutex<HashMap<u64, InFlight>>>,
+    margin: Duration,
+) {
+    let mut rx = control.drain.subscribe();
+    loop {
+        let state = rx.borrow_and_update().clone();
+        let Some((deadline, _)) = state else {
+            if rx.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let cutoff = deadline.checked_sub(margin).unwrap_or_else(Instant::now);
+        release_late_jobs(&inflight, cutoff);
+        tokio::select! {
+            _ = tokio::time::sleep_until(cutoff) => {
+                // The cutoff passed: whatever is still running will not make it.
+                for job in inflight.lock().unwrap().values() {
+                    job.abandon.cancel();
+                }
+                return;
+            }
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
     }
 }
 

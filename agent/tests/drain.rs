@@ -284,3 +284,30 @@ async fn a_drain_deadline_releases_what_is_left_when_the_cutoff_passes() {
         .iter()
         .all(|(at, _)| *at - notice <= Duration::from_secs(1)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_notice_during_a_long_poll_still_releases_at_once() {
+    let f = fleet().await;
+    // More slots than jobs: after leasing all eight, the loop sits in a 20 s long poll
+    // for more; the drain must not wait for that poll to end.
+    let (deps, rec) = agent(&f, "i-0poller", Some(Duration::from_secs(30))).await;
+    let mut s = settings(false);
+    s.concurrency = 16;
+    s.poll_wait = Duration::from_secs(20);
+    let control = Control::default();
+    let run = tokio::spawn(worker::run(deps, s, control.clone()));
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    let notice = Instant::now();
+    control.drain(notice + Duration::from_secs(120), spot());
+    run.await.unwrap().unwrap();
+    let releases = rec.releases.lock().unwrap().clone();
+    // The poll that was waiting may return the released jobs once more; the loop hands
+    // those straight back too. What matters: every job went back, all within 1 s.
+    let distinct: std::collections::BTreeSet<&String> = releases.iter().map(|(_, b)| b).collect();
+    assert_eq!(distinct.len(), f.jobs, "every job in flight went back");
+    assert!(releases
+        .iter()
+        .all(|(at, _)| *at - notice <= Duration::from_secs(1)));
+    let stats = f.queue.stats().await.unwrap();
+    assert_eq!((stats.visible, stats.in_flight), (f.jobs as u64, 0));
+}
