@@ -453,6 +453,49 @@ pub fn job_field<'a>(ev: &'a Value, field: &str) -> Option<&'a str> {
         .flatten()
 }
 
+/// An event's timestamp (RFC 3339, UTC, as tracing's JSON layer writes it) as seconds
+/// since the Unix epoch.
+pub fn timestamp(ev: &Value) -> f64 {
+    let ts = ev["timestamp"].as_str().expect("events have a timestamp");
+    parse_rfc3339(ts).unwrap_or_else(|| panic!("bad timestamp {ts:?}"))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff…]Z` as seconds since the Unix epoch.
+pub fn parse_rfc3339(ts: &str) -> Option<f64> {
+    let ts = ts.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm), March-based years.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + min * 60) as f64 + sec)
+}
+
+/// A `Duration`'s `Debug` form (`1.5s`, `250ms`, `3µs`, `7ns`) in seconds.
+pub fn parse_debug_duration(s: &str) -> Option<f64> {
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix("µs") {
+        (n, 1e-6)
+    } else if let Some(n) = s.strip_suffix("ns") {
+        (n, 1e-9)
+    } else {
+        (s.strip_suffix('s')?, 1.0)
+    };
+    num.parse::<f64>().ok().map(|n| n * scale)
+}
+
 /// Runs a future to completion on a runtime of its own, on a thread of its own, so it
 /// works from plain tests and from inside a tokio test alike.
 pub fn block_on<F>(f: F) -> F::Output
@@ -499,4 +542,20 @@ fn run_ok(cmd: &mut std::process::Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_durations_parse() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(parse_rfc3339("2000-03-01T00:00:01.5Z"), Some(951_868_801.5));
+        assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z"), Some(1_767_225_600.0));
+        assert_eq!(parse_rfc3339("2026-01-01 00:00:00"), None);
+        assert_eq!(parse_debug_duration("1.5s"), Some(1.5));
+        assert_eq!(parse_debug_duration("250ms"), Some(0.25));
+        assert_eq!(parse_debug_duration("12"), None);
+    }
 }
