@@ -244,6 +244,11 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
             _ = control.stop.cancelled() => break,
             _ = tokio::time::sleep(tick) => continue,
         };
+        // A fault may have paused leasing while we waited for the slot it freed.
+        if is_paused(&ctx) {
+            drop(first);
+            continue;
+        }
         let mut permits = vec![first];
         while let Ok(p) = slots.clone().try_acquire_owned() {
             permits.push(p);
@@ -269,6 +274,10 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                 for (lease, permit) in leases.into_iter().zip(permits) {
                     if control.is_stopped() {
                         release(&ctx, &lease, "leased as the agent began to drain").await;
+                        continue;
+                    }
+                    if is_paused(&ctx) {
+                        release(&ctx, &lease, "leased as a fault paused leasing").await;
                         continue;
                     }
                     next_id += 1;
@@ -332,6 +341,14 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         started_at,
         finished_at: SystemTime::now(),
     })
+}
+
+/// True while a fault's pause is in effect.
+fn is_paused(ctx: &Ctx) -> bool {
+    ctx.paused_until
+        .lock()
+        .unwrap()
+        .is_some_and(|until| Instant::now() < until)
 }
 
 /// One turn of the loop: WATCHDOG=1 and a STATUS line for `systemctl status`.
