@@ -149,6 +149,12 @@ async fn wrong_credentials_release_jobs_and_dead_letter_nothing() {
 
 /// Each fault event says "leasing pauses" for `pause`: no job may start before the
 /// longest pause announced so far has run out.
+///
+/// Two ways to break this: a loop that, already waiting for a slot when a job faulted,
+/// leases again the moment the slot frees (caught every run), and a later fault's
+/// shorter pause replacing a longer one still running (`pause_for_fault` assigning
+/// `paused_until` instead of keeping the later end): caught only when the jittered
+/// draws come out that way, about one run in five.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_job_starts_while_a_fault_pause_is_in_effect() {
     let Observed { events, .. } = run_with_wrong_credentials("creds-pause").await;
