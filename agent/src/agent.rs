@@ -84,6 +84,12 @@ pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, 
             stop_monitor.clone(),
         ));
     }
+    if config.publish_tags {
+        tokio::spawn(crate::publish::run(
+            agent.identity.clone(),
+            agent.tags.clone(),
+        ));
+    }
     tracing::info!(
         MESSAGE_ID = crate::monitor::message_id::BOOT,
         INSTANCE_ID = %agent.identity.instance_id,

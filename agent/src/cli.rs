@@ -106,6 +106,12 @@ enum Command {
     /// partition and in total, and "planned N, done N, lost M, …". Exit 3 when any
     /// planned job has no result.
     Reduce(crate::commands::ReduceArgs),
+    /// How a run is going: queue counts, the fleet's instances by tag, the plan's progress.
+    ///
+    /// Visible, in-flight and dead-lettered messages of --queue; with --fleet-tag K=V,
+    /// the instances carrying that tag (EC2 DescribeInstances); with --results, planned
+    /// jobs against results written (a progress bar on a terminal). --json for machines.
+    Status(crate::status::StatusArgs),
     /// The whole system on one machine, no AWS: gen, plan, 4 agents, a spot notice, reduce.
     ///
     /// Works in a fresh temporary directory (removed on success) unless --dir.
@@ -258,6 +264,7 @@ async fn run(command: Command) -> i32 {
         Command::Plan(args) => crate::commands::plan(args).await,
         Command::Agent(args) => crate::commands::agent(args).await,
         Command::Reduce(args) => crate::commands::reduce(args).await,
+        Command::Status(args) => crate::status::run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
     }
 }

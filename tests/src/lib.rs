@@ -1,6 +1,7 @@
 //! Shared harness for rangefleet's black-box tests: the real binary, and local servers
 //! on 127.0.0.1 with free ports, started by the test and stopped when dropped.
 
+pub mod ec2;
 pub mod fleet;
 pub mod journal;
 pub mod moto;

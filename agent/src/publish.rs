@@ -1,0 +1,214 @@
+//! Opt-in per-instance tag publishing (DESIGN 1, `publish_tags: true`).
+//!
+//! EC2 throttles CreateTags per account (a bucket of 100, refilled at 10 a second), so a
+//! thousand instances booting together must not call it at once. Each agent calls it
+//! once, in the background, after a random delay (uniform in `[0, jitter)`), on its own
+//! instance only, retrying throttling and server errors with full-jitter backoff until a
+//! bounded time has passed, then gives up with a warning. Nothing here can block or
+//! fail the agent: jobs go on whatever happens.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::Tag;
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::backoff::FullJitter;
+use crate::identity::Identity;
+
+/// Longest spread of the first call (DESIGN 1): 1,000 instances over 30 s is about 33
+/// calls a second against a refill of 10, which the backoff then absorbs.
+pub const DEFAULT_JITTER: Duration = Duration::from_secs(30);
+/// Give up this long after the first attempt.
+pub const DEFAULT_GIVE_UP: Duration = Duration::from_secs(300);
+/// Overrides [`DEFAULT_JITTER`], in milliseconds (tests).
+pub const JITTER_ENV: &str = "RANGEFLEET_PUBLISH_JITTER_MS";
+/// Overrides [`DEFAULT_GIVE_UP`], in milliseconds (tests).
+pub const GIVE_UP_ENV: &str = "RANGEFLEET_PUBLISH_GIVE_UP_MS";
+
+/// EC2 error codes that mean "slow down".
+const THROTTLING_CODES: &[&str] = &[
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+];
+
+/// How publishing is spread and bounded.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The first call waits uniform in `[0, jitter)`.
+    pub jitter: Duration,
+    /// Retries stop this long after the first attempt.
+    pub give_up: Duration,
+    /// Pauses between attempts.
+    pub backoff: FullJitter,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            jitter: DEFAULT_JITTER,
+            give_up: DEFAULT_GIVE_UP,
+            backoff: FullJitter::new(Duration::from_millis(500), Duration::from_secs(20)),
+        }
+    }
+}
+
+impl Settings {
+    /// The defaults, with [`JITTER_ENV`] and [`GIVE_UP_ENV`] applied (never above the
+    /// defaults for the jitter: the spread is what protects the account).
+    pub fn from_env() -> Settings {
+        let ms = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_millis)
+        };
+        let mut s = Settings::default();
+        if let Some(j) = ms(JITTER_ENV) {
+            s.jitter = j.min(DEFAULT_JITTER);
+        }
+        if let Some(g) = ms(GIVE_UP_ENV) {
+            s.give_up = g;
+        }
+        s
+    }
+}
+
+/// How one publication ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// Every tag is on the instance.
+    Done {
+        /// Calls made, the successful one included.
+        attempts: u32,
+    },
+    /// Nothing to publish (only `aws:` tags, or none).
+    Nothing,
+    /// Stopped: a permanent error, or still throttled when time ran out.
+    GaveUp {
+        /// Calls made.
+        attempts: u32,
+        /// The last error.
+        error: String,
+    },
+}
+
+/// The tags CreateTags may set: `aws:` keys are AWS's own and refused.
+pub fn publishable(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .filter(|(k, _)| !k.as_bytes().starts_with(b"aws:"))
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// Whether an error is worth another attempt: throttling, 5xx, or no answer at all.
+fn retryable<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    match e {
+        SdkError::ServiceError(s) => {
+            let code = s.err().code().unwrap_or("");
+            THROTTLING_CODES.contains(&code) || s.raw().status().is_server_error()
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Waits the jitter, then tags `identity`'s instance with `tags` through `client`.
+pub async fn publish(
+    client: &aws_sdk_ec2::Client,
+    identity: &Identity,
+    tags: &BTreeMap<String, String>,
+    mut settings: Settings,
+) -> Published {
+    let tags = publishable(tags);
+    if tags.is_empty() {
+        return Published::Nothing;
+    }
+    let jitter_nanos = settings.jitter.as_nanos().min(u64::MAX as u128) as u64;
+    if jitter_nanos > 0 {
+        let wait = Duration::from_nanos(rand::rng().random_range(0..jitter_nanos));
+        tracing::debug!(?wait, "tag publishing: waiting before CreateTags");
+        tokio::time::sleep(wait).await;
+    }
+    let started = Instant::now();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let result = client
+            .create_tags()
+            .resources(&identity.instance_id)
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await;
+        let e = match result {
+            Ok(_) => return Published::Done { attempts },
+            Err(e) => e,
+        };
+        let error = format!(
+            "CreateTags on {} failed ({}): {}",
+            identity.instance_id,
+            e.code().unwrap_or("no code"),
+            DisplayErrorContext(&e)
+        );
+        let pause = settings.backoff.next_delay();
+        if !retryable(&e) || started.elapsed() + pause > settings.give_up {
+            return Published::GaveUp { attempts, error };
+        }
+        tracing::debug!(attempts, ?pause, %error, "tag publishing: retrying");
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// The agent's background task: builds an EC2 client for the instance's region (unless
+/// `AWS_REGION` says otherwise), publishes, and logs how it went. Never panics, never
+/// returns an error.
+pub async fn run(identity: Identity, tags: BTreeMap<String, String>) {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        // Our own backoff decides the schedule; the SDK's would multiply the attempts.
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    if std::env::var_os("AWS_REGION").is_none() {
+        loader = loader.region(aws_config::Region::new(identity.region.clone()));
+    }
+    let client = aws_sdk_ec2::Client::new(&loader.load().await);
+    match publish(&client, &identity, &tags, Settings::from_env()).await {
+        Published::Done { attempts } => {
+            tracing::info!(attempts, tags = tags.len(), "instance tags published")
+        }
+        Published::Nothing => tracing::debug!("tag publishing: no tags to publish"),
+        Published::GaveUp { attempts, error } => tracing::warn!(
+            attempts,
+            %error,
+            "tag publishing gave up; jobs go on, the launch template's tags stay"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_keys_are_left_out() {
+        let tags: BTreeMap<String, String> = [
+            ("aws:autoscaling:groupName", "g"),
+            ("Name", "worker-i-1"),
+            ("team", "data"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let keys: Vec<_> = publishable(&tags)
+            .iter()
+            .map(|t| t.key().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(keys, ["Name", "team"]);
+    }
+}

@@ -1,0 +1,683 @@
+//! A fleet as EC2 runs it, on a local moto server: a bucket, an SQS queue with a DLQ,
+//! instances launched with RunInstances (so their ids exist for EC2 calls), one
+//! `imds-mock` per instance serving user-data in the shape the Terraform module
+//! renders, and agent processes booting from them. Also a small EC2 proxy that answers
+//! `RequestLimitExceeded` to the first N calls of an action, as an account's CreateTags
+//! bucket does when a fleet boots together.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use aws_sdk_sqs::types::QueueAttributeName;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rangefleet::store::{S3Settings, Store};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::fleet::{job_field, message};
+use crate::moto::Moto;
+use crate::{rangefleet, ImdsMock};
+
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Creates bucket `name` on moto (an unsigned PUT: moto does not check signatures).
+pub async fn create_bucket(moto: &Moto, name: &str) {
+    let resp = reqwest::Client::new()
+        .put(format!("{}/{name}", moto.endpoint))
+        .send()
+        .await
+        .expect("PUT bucket");
+    assert!(
+        resp.status().is_success(),
+        "create bucket {name}: {}",
+        resp.status()
+    );
+}
+
+/// Creates queue `name` and `name-dlq`, the first with a RedrivePolicy to the second
+/// (maxReceiveCount 20, as the Terraform module sets it); returns (queue URL, DLQ URL).
+pub async fn create_queues(sdk: &aws_config::SdkConfig, name: &str) -> (String, String) {
+    let client = aws_sdk_sqs::Client::new(sdk);
+    let dlq = client
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .expect("create the DLQ")
+        .queue_url()
+        .expect("DLQ URL")
+        .to_string();
+    let attrs = client
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("DLQ attributes");
+    let arn = attrs.attributes().expect("attributes")[&QueueAttributeName::QueueArn].clone();
+    let policy =
+        serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": "20"}).to_string();
+    let url = client
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::RedrivePolicy, policy)
+        .send()
+        .await
+        .expect("create the queue")
+        .queue_url()
+        .expect("queue URL")
+        .to_string();
+    (url, dlq)
+}
+
+/// Every message in a DLQ as (body, `rangefleet.reason`), taken out (deleted).
+pub async fn drain_dead_letters(sdk: &aws_config::SdkConfig, dlq: &str) -> Vec<(String, String)> {
+    let client = aws_sdk_sqs::Client::new(sdk);
+    let mut out = Vec::new();
+    loop {
+        let r = client
+            .receive_message()
+            .queue_url(dlq)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .visibility_timeout(60)
+            .send()
+            .await
+            .expect("receive from the DLQ");
+        let msgs = r.messages();
+        if msgs.is_empty() {
+            out.sort();
+            return out;
+        }
+        for m in msgs {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get(rangefleet::queue::sqs::REASON_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_string();
+            out.push((m.body().unwrap_or_default().to_string(), reason));
+            client
+                .delete_message()
+                .queue_url(dlq)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete from the DLQ");
+        }
+    }
+}
+
+/// Sends `bodies` to a queue as they are (poison jobs, say).
+pub async fn send_raw(sdk: &aws_config::SdkConfig, queue: &str, bodies: &[String]) {
+    let client = aws_sdk_sqs::Client::new(sdk);
+    for b in bodies {
+        client
+            .send_message()
+            .queue_url(queue)
+            .message_body(b)
+            .send()
+            .await
+            .expect("send a message");
+    }
+}
+
+/// Launches `n` instances in moto tagged `tags` at launch (as the launch template does);
+/// returns their ids in launch order.
+pub async fn run_instances(
+    sdk: &aws_config::SdkConfig,
+    n: i32,
+    tags: &[(&str, &str)],
+) -> Vec<String> {
+    let client = aws_sdk_ec2::Client::new(sdk);
+    // Any AMI moto knows.
+    let images = client
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .expect("describe images");
+    let ami = images
+        .images()
+        .iter()
+        .find_map(|i| i.image_id())
+        .expect("moto has AMIs")
+        .to_string();
+    let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    let out = client
+        .run_instances()
+        .image_id(ami)
+        .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
+        .min_count(n)
+        .max_count(n)
+        .tag_specifications(spec.build())
+        .send()
+        .await
+        .expect("RunInstances");
+    out.instances()
+        .iter()
+        .map(|i| i.instance_id().expect("instance id").to_string())
+        .collect()
+}
+
+/// The tags on one instance, from DescribeTags.
+pub async fn instance_tags(
+    sdk: &aws_config::SdkConfig,
+    instance_id: &str,
+) -> BTreeMap<String, String> {
+    let client = aws_sdk_ec2::Client::new(sdk);
+    let out = client
+        .describe_tags()
+        .filters(
+            Filter::builder()
+                .name("resource-id")
+                .values(instance_id)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeTags");
+    out.tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// S3 settings pointing at moto with its test credentials.
+pub fn s3_settings(moto: &Moto) -> S3Settings {
+    S3Settings {
+        region: Some("us-east-1".into()),
+        endpoint: Some(moto.endpoint.clone()),
+        credentials: Some(("testing".into(), "testing".into())),
+    }
+}
+
+/// Uploads every file under `dir` (recursively, names starting with `_` left out) to
+/// `s3_prefix` (`s3://bucket/prefix/`), keys relative to `dir`.
+pub async fn upload_dir(moto: &Moto, dir: &Path, s3_prefix: &str) {
+    let store = Store::open_with(s3_prefix, &s3_settings(moto))
+        .await
+        .expect("open the S3 prefix");
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("dir entry").path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with('_') || name.starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let key = p
+                .strip_prefix(dir)
+                .expect("under dir")
+                .to_str()
+                .expect("UTF-8 names")
+                .to_string();
+            let body = std::fs::read(&p).expect("read a data file");
+            store.put(&key, body.into()).await.expect("upload to moto");
+        }
+    }
+}
+
+/// An agent config (DESIGN 5.4), written as the Terraform module writes it: JSON is YAML,
+/// and `yamlencode` quotes every string the same way.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The SQS queue URL.
+    pub queue: String,
+    /// Allowed source prefixes.
+    pub inputs: Vec<String>,
+    /// Results prefix.
+    pub results: String,
+    /// Jobs in flight.
+    pub concurrency: u32,
+    /// Lease, seconds (= SQS visibility per receive).
+    pub lease_seconds: u64,
+    /// Tags (templates allowed).
+    pub tags: BTreeMap<String, String>,
+    /// Notice poll interval, seconds.
+    pub poll_seconds: u64,
+    /// `processors.exec.argv`, when the exec processor is on.
+    pub exec: Option<Vec<String>>,
+    /// `publish_tags`.
+    pub publish_tags: bool,
+}
+
+impl AgentConfig {
+    /// The config document.
+    pub fn to_yaml(&self) -> String {
+        let mut doc = serde_json::json!({
+            "queue": self.queue,
+            "inputs": self.inputs,
+            "results": self.results,
+            "concurrency": self.concurrency,
+            "lease_seconds": self.lease_seconds,
+            "tags": self.tags,
+            "spot": {"poll_seconds": self.poll_seconds, "on_rebalance": "stop-leasing",
+                     "drain_margin_seconds": 20},
+            "publish_tags": self.publish_tags,
+        });
+        if let Some(argv) = &self.exec {
+            doc["processors"] = serde_json::json!({"exec": {"argv": argv, "timeout_seconds": 60}});
+        }
+        serde_json::to_string_pretty(&doc).expect("config serialises")
+    }
+}
+
+/// The repository's root (this crate is `tests/`).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// User-data as `terraform/modules/userdata` renders it: the repository's
+/// `cloud-init/cloud-config.yaml.tftpl` with the agent config, the unit and the install
+/// script indented into its `write_files`, and the install argv as JSON. (The same
+/// substitutions `templatefile` makes, done here so the tests need no terraform.)
+pub fn render_user_data(agent_yaml: &str) -> String {
+    let root = repo_root();
+    let read =
+        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("read {p}: {e}"));
+    let indent6 = |s: &str| {
+        // Terraform's indent(): every line but the first, trailing newline kept.
+        let mut out = String::new();
+        for (i, line) in s.split('\n').enumerate() {
+            if i > 0 {
+                out.push('\n');
+                if !line.is_empty() {
+                    out.push_str("      ");
+                }
+            }
+            out.push_str(line);
+        }
+        out
+    };
+    let argv = serde_json::json!([
+        "/usr/local/sbin/rangefleet-install",
+        "--url",
+        "https://example.invalid/rangefleet",
+        "--sha256",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "--dest",
+        "/usr/local/bin/rangefleet",
+        "--unit-src",
+        "/usr/local/share/rangefleet/rangefleet-agent.service"
+    ]);
+    read("cloud-init/cloud-config.yaml.tftpl")
+        .replace("${indent(6, agent_config)}", &indent6(agent_yaml))
+        .replace(
+            "${indent(6, unit)}",
+            &indent6(&read("agent/systemd/rangefleet-agent.service")),
+        )
+        .replace(
+            "${indent(6, install_script)}",
+            &indent6(&read("cloud-init/install-agent.sh")),
+        )
+        .replace("${jsonencode(install_argv)}", &argv.to_string())
+}
+
+/// How one agent process is started.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    /// Extra `imds-mock` arguments (`--interrupt-after 3s`, `--fail …`, `--latency …`).
+    pub imds_args: Vec<String>,
+    /// Extra environment for the agent.
+    pub env: Vec<(String, String)>,
+    /// Take credentials from the instance role only: no key variables, an empty HOME.
+    pub role_credentials_only: bool,
+}
+
+/// One instance: its imds-mock and its agent process (killed on drop).
+pub struct Worker {
+    /// The instance id (from RunInstances).
+    pub instance_id: String,
+    /// Its metadata service.
+    pub imds: ImdsMock,
+    /// The agent's stderr: JSON lines.
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Worker {
+    /// Writes `user_data`, starts an imds-mock for `instance_id` serving it with the
+    /// `worker` role, and boots `rangefleet agent --until-empty` from it (no --config,
+    /// no --no-imds), with moto's environment.
+    pub fn start(
+        moto: &Moto,
+        dir: &Path,
+        instance_id: &str,
+        user_data: &str,
+        opts: &AgentOptions,
+    ) -> Worker {
+        let ud = dir.join(format!("{instance_id}.user-data"));
+        std::fs::write(&ud, user_data).expect("write user-data");
+        let mut args: Vec<&str> = vec![
+            "--userdata",
+            ud.to_str().expect("UTF-8 path"),
+            "--instance-id",
+            instance_id,
+            "--role",
+            "worker",
+        ];
+        args.extend(opts.imds_args.iter().map(String::as_str));
+        let imds = ImdsMock::start(&args);
+        let log = dir.join(format!("{instance_id}.log"));
+        let stderr = std::fs::File::create(&log).expect("create the agent's log");
+        let mut cmd = rangefleet();
+        cmd.args(["agent", "--until-empty", "--log-format", "json"])
+            .env_remove("AWS_EC2_METADATA_DISABLED")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url)
+            .env("RANGEFLEET_BOOT_DEADLINE", "60s");
+        for (k, v) in moto.aws_env() {
+            if opts.role_credentials_only && k.starts_with("AWS_") && k.contains("KEY") {
+                continue;
+            }
+            cmd.env(k, v);
+        }
+        if opts.role_credentials_only {
+            let home = dir.join(format!("{instance_id}.home"));
+            std::fs::create_dir_all(&home).expect("create an empty HOME");
+            cmd.env("HOME", &home)
+                .env_remove("AWS_CONFIG_FILE")
+                .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+                .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+                .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+                .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+        }
+        let child = cmd
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start rangefleet agent");
+        Worker {
+            instance_id: instance_id.to_string(),
+            imds,
+            log,
+            child,
+        }
+    }
+
+    /// The exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait for the agent")
+    }
+
+    /// Waits for the agent to exit, at most `timeout` (then the test fails with the end
+    /// of its log).
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "agent {} did not exit within {timeout:?}; the end of its log:\n{}",
+                    self.instance_id,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Every complete JSON line logged so far.
+    pub fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
+        complete
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until it logs an event matching `pred`; returns it.
+    pub fn wait_for_event(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(ev) = self.events().into_iter().find(&pred) {
+                return ev;
+            }
+            if let Some(status) = self.try_wait() {
+                panic!(
+                    "agent {} exited ({status}) before logging what the test waits for:\n{}",
+                    self.instance_id,
+                    self.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent {} did not log what the test waits for within {timeout:?}:\n{}",
+                self.instance_id,
+                self.log_tail()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Job ids it logged "job started" for and no "job done" after.
+    pub fn started_not_done(&self) -> Vec<String> {
+        let mut open = std::collections::BTreeSet::new();
+        for ev in self.events() {
+            let Some(id) = job_field(&ev, "job_id") else {
+                continue;
+            };
+            match message(&ev) {
+                "job started" => {
+                    open.insert(id.to_string());
+                }
+                "job done" => {
+                    open.remove(id);
+                }
+                _ => {}
+            }
+        }
+        open.into_iter().collect()
+    }
+
+    /// How many "job done" events it logged.
+    pub fn jobs_done(&self) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| message(e) == "job done")
+            .count()
+    }
+
+    /// The last 40 lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `rangefleet ARGS…` with moto's environment; (exit code, stdout, stderr).
+pub fn run_cli(moto: &Moto, args: &[&str]) -> (i32, String, String) {
+    let out = rangefleet()
+        .args(args)
+        .envs(moto.aws_env())
+        .output()
+        .expect("run rangefleet");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An EC2 endpoint in front of moto that answers the first `throttle` calls of `action`
+/// with HTTP 503 `RequestLimitExceeded`, as EC2 does when an account's bucket is empty,
+/// and passes everything else through. Stopped on drop.
+pub struct ThrottleProxy {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Calls of the action answered `RequestLimitExceeded`.
+    pub throttled: Arc<AtomicU64>,
+    /// Calls of the action passed through to moto.
+    pub passed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Throttle {
+    upstream: String,
+    action: String,
+    throttle: u64,
+    seen: AtomicU64,
+    throttled: Arc<AtomicU64>,
+    passed: Arc<AtomicU64>,
+    client: reqwest::Client,
+}
+
+const REQUEST_LIMIT_EXCEEDED: &str =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
+<Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors>\
+<RequestID>rangefleet-throttle-proxy</RequestID></Response>";
+
+impl ThrottleProxy {
+    /// Starts one in the current tokio runtime.
+    pub async fn start(upstream: &str, action: &str, throttle: u64) -> ThrottleProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let throttled = Arc::new(AtomicU64::new(0));
+        let passed = Arc::new(AtomicU64::new(0));
+        let st = Arc::new(Throttle {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            action: format!("Action={action}"),
+            throttle,
+            seen: AtomicU64::new(0),
+            throttled: Arc::clone(&throttled),
+            passed: Arc::clone(&passed),
+            client: reqwest::Client::new(),
+        });
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = Arc::clone(&st);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        throttle_handle(req, Arc::clone(&st))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        ThrottleProxy {
+            url,
+            throttled,
+            passed,
+            task,
+        }
+    }
+}
+
+impl Drop for ThrottleProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn throttle_handle(
+    req: Request<Incoming>,
+    st: Arc<Throttle>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let is_action = std::str::from_utf8(&body)
+        .map(|b| b.split('&').any(|p| p == st.action))
+        .unwrap_or(false);
+    if is_action {
+        if st.seen.fetch_add(1, Ordering::SeqCst) < st.throttle {
+            st.throttled.fetch_add(1, Ordering::SeqCst);
+            return Ok(Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header("content-type", "text/xml")
+                .body(Full::new(Bytes::from_static(
+                    REQUEST_LIMIT_EXCEEDED.as_bytes(),
+                )))
+                .expect("response"));
+        }
+        st.passed.fetch_add(1, Ordering::SeqCst);
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut up = st
+        .client
+        .request(parts.method.clone(), format!("{}{path}", st.upstream));
+    for (k, v) in &parts.headers {
+        if k != hyper::header::HOST && k != hyper::header::CONTENT_LENGTH {
+            up = up.header(k, v);
+        }
+    }
+    let resp = match up.body(body).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(Response::builder()
+                .status(StatusCode::BAD_GATEWAY)
+                .body(Full::new(Bytes::from(format!(
+                    "proxy: upstream failed: {e}"
+                ))))
+                .expect("response"))
+        }
+    };
+    let mut out = Response::builder().status(resp.status());
+    for (k, v) in resp.headers() {
+        if k != hyper::header::TRANSFER_ENCODING
+            && k != hyper::header::CONNECTION
+            && k != hyper::header::CONTENT_LENGTH
+        {
+            out = out.header(k, v);
+        }
+    }
+    let bytes = resp.bytes().await.unwrap_or_default();
+    Ok(out.body(Full::new(bytes)).expect("response"))
+}

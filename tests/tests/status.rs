@@ -1,0 +1,171 @@
+//! `rangefleet status` against moto while a plan runs: the queue's counts, the fleet's
+//! instances by tag, the plan's progress, all exact.
+
+use std::time::Duration;
+
+use rangefleet::queue::sqs::SqsQueue;
+use rangefleet::queue::Queue;
+use rangefleet::store::Store;
+use rangefleet_tests::ec2::{self, run_cli};
+use rangefleet_tests::moto::Moto;
+use rangefleet_tests::{rangefleet, TempDir};
+
+const BUCKET: &str = "status-data";
+/// 1,000 records, 100 per job: 10 jobs.
+const PLANNED: u64 = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_the_queue_the_fleet_and_the_plan_exactly() {
+    let moto = Moto::start().unwrap();
+    let sdk = moto.sdk_config().await;
+    ec2::create_bucket(&moto, BUCKET).await;
+    let (queue_url, _dlq) = ec2::create_queues(&sdk, "status-jobs").await;
+    let dir = TempDir::new("status");
+    let data = dir.0.join("data");
+    let out = rangefleet()
+        .args(["gen", "--out", data.to_str().unwrap()])
+        .args([
+            "--colors",
+            "yellow",
+            "--days",
+            "2016-01-01",
+            "--records",
+            "1000",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let source = format!("s3://{BUCKET}/trips/");
+    let results = format!("s3://{BUCKET}/results/run-1/");
+    ec2::upload_dir(&moto, &data, &source).await;
+    let (code, _, err) = run_cli(
+        &moto,
+        &[
+            "plan",
+            &source,
+            "--queue",
+            &queue_url,
+            "--results",
+            &results,
+            "--processor",
+            "taxi-stats",
+            "--records-per-job",
+            "100",
+        ],
+    );
+    assert_eq!(code, 0, "plan failed: {err}");
+
+    // Two of the fleet, launched with the fleet's tag, and one that is not ours.
+    let ours = ec2::run_instances(&sdk, 2, &[("fleet", "trips"), ("team", "data")]).await;
+    let theirs = ec2::run_instances(&sdk, 1, &[("fleet", "other")]).await;
+
+    // Work in progress, done with the library as an agent would: 6 leased; 2 finished
+    // (result written, acked), 1 dead-lettered, 3 still in flight.
+    let q = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url.clone());
+    let mut leases = Vec::new();
+    while leases.len() < 6 {
+        let more = q
+            .lease(
+                6 - leases.len(),
+                Duration::from_secs(300),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        leases.extend(more);
+    }
+    let store = Store::open_with(&results, &ec2::s3_settings(&moto))
+        .await
+        .unwrap();
+    for l in &leases[..2] {
+        let job: serde_json::Value = serde_json::from_str(&l.body).unwrap();
+        let key = rangefleet::job::result_key(job["job_id"].as_str().unwrap());
+        store.put(&key, b"{}".to_vec().into()).await.unwrap();
+        q.ack(l).await.unwrap();
+    }
+    q.dead_letter(&leases[2], "a drill").await.unwrap();
+    // A summary is not a result.
+    store
+        .put("_instances/i-0.json", b"{}".to_vec().into())
+        .await
+        .unwrap();
+
+    let args = [
+        "status",
+        "--queue",
+        &queue_url,
+        "--results",
+        &results,
+        "--fleet-tag",
+        "fleet=trips",
+    ];
+    let (code, stdout, err) = run_cli(&moto, &[&args[..], &["--json"]].concat());
+    assert_eq!(code, 0, "status failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["queue"]["visible"], PLANNED - 6, "{v:#}");
+    assert_eq!(v["queue"]["in_flight"], 3, "{v:#}");
+    assert_eq!(v["queue"]["dead"], 1, "{v:#}");
+    assert_eq!(v["plan"]["planned"], PLANNED, "{v:#}");
+    assert_eq!(v["plan"]["done"], 2, "{v:#}");
+    assert_eq!(v["plan"]["remaining"], PLANNED - 2, "{v:#}");
+    assert_eq!(v["plan"]["unexpected"], 0, "{v:#}");
+    let instances = v["instances"].as_array().unwrap();
+    let mut ids: Vec<&str> = instances
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut want: Vec<&str> = ours.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(ids, want, "only the tagged fleet, not {theirs:?}");
+    for i in instances {
+        assert_eq!(i["instance_type"], "m5.large", "{i}");
+        assert_eq!(i["state"], "running", "{i}");
+        assert!(i["availability_zone"]
+            .as_str()
+            .unwrap()
+            .starts_with("us-east-1"));
+        assert!(!i["launch_time"].as_str().unwrap().is_empty());
+    }
+
+    // The text form says the same, for people (no terminal here: no bar).
+    let (code, text, err) = run_cli(&moto, &args);
+    assert_eq!(code, 0, "status failed: {err}");
+    assert!(
+        text.contains("visible 4, in flight 3, dead letters 1"),
+        "{text}"
+    );
+    assert!(text.contains("2 instances"), "{text}");
+    assert!(text.contains("plan: 2 of 10 jobs done"), "{text}");
+}
+
+#[test]
+fn status_without_the_plan_or_the_queue_fails_with_the_documented_codes() {
+    let dir = TempDir::new("status-bad");
+    let out = rangefleet()
+        .args(["status", "--queue", "ftp://nowhere/q"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let q = format!("sqlite://{}/q.db", dir.0.display());
+    let results = format!("file://{}/results/", dir.0.display());
+    let out = rangefleet()
+        .args(["status", "--queue", &q, "--results", &results, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("_plan.json"),
+        "{out:?}"
+    );
+    let out = rangefleet()
+        .args(["status", "--queue", &q, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"queue": {"url": q, "visible": 0, "in_flight": 0, "dead": 0}})
+    );
+}
