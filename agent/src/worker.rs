@@ -655,7 +655,10 @@ fn pause_for_fault(ctx: &Ctx, reason: &str) {
         "the agent's environment is wrong (access denied, credentials, region): \
          the job is released, not dead-lettered, and leasing pauses"
     );
-    *ctx.paused_until.lock().unwrap() = Some(Instant::now() + pause);
+    // Faults of several jobs in one round must not shorten a pause already announced.
+    let until = Instant::now() + pause;
+    let mut paused = ctx.paused_until.lock().unwrap();
+    *paused = Some(paused.map_or(until, |u| u.max(until)));
 }
 
 async fn release(ctx: &Ctx, lease: &Lease, why: &str) {

@@ -151,12 +151,56 @@ impl Fleet {
         until_empty: bool,
         env: &[(String, String)],
     ) -> AgentProc {
-        let log = self.dir.0.join(format!("{instance_id}.log"));
-        let stderr = std::fs::File::create(&log).expect("create the agent's log");
         let mut cmd = rangefleet();
         cmd.args(["agent", "--no-imds", "--config"])
             .arg(config)
-            .args(["--instance-id", instance_id, "--log-format", "json"]);
+            .args(["--instance-id", instance_id]);
+        self.spawn_agent(cmd, instance_id, until_empty, env)
+    }
+
+    /// Starts `rangefleet agent` booting from IMDS at `imds_url` (the config comes from
+    /// the user-data the mock serves), JSON logs to `<id>.log`.
+    pub fn agent_imds(
+        &self,
+        imds_url: &str,
+        instance_id: &str,
+        until_empty: bool,
+        env: &[(String, String)],
+    ) -> AgentProc {
+        let mut cmd = rangefleet();
+        cmd.arg("agent")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_url);
+        self.spawn_agent(cmd, instance_id, until_empty, env)
+    }
+
+    /// A `#cloud-config` user-data file holding this run's agent config with `inputs`
+    /// and `extra` YAML lines; returns its path.
+    pub fn userdata(&self, name: &str, inputs: &[String], extra: &str) -> PathBuf {
+        let config = format!(
+            "queue: {}\ninputs: {}\nresults: {}\n{extra}",
+            self.queue_url(),
+            serde_json::to_string(inputs).expect("inputs serialise"),
+            self.results_url()
+        );
+        let indented: String = config.lines().map(|l| format!("      {l}\n")).collect();
+        let text = format!(
+            "#cloud-config\nwrite_files:\n  - path: /etc/rangefleet/agent.yaml\n    content: |\n{indented}"
+        );
+        let path = self.dir.0.join(format!("{name}.user-data"));
+        std::fs::write(&path, text).expect("write the user-data");
+        path
+    }
+
+    fn spawn_agent(
+        &self,
+        mut cmd: std::process::Command,
+        instance_id: &str,
+        until_empty: bool,
+        env: &[(String, String)],
+    ) -> AgentProc {
+        let log = self.dir.0.join(format!("{instance_id}.log"));
+        let stderr = std::fs::File::create(&log).expect("create the agent's log");
+        cmd.args(["--log-format", "json"]);
         if until_empty {
             cmd.arg("--until-empty");
         }
