@@ -56,8 +56,12 @@ pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, 
     let settings = Settings {
         concurrency: config.concurrency_for(vcpus),
         lease: Duration::from_secs(config.lease_seconds),
+        // SQS long polls for 20 s; a batch run (--until-empty) polls for 2 s so it
+        // notices the end promptly. SQLite polls locally, every second.
         poll_wait: if config.queue.starts_with("sqlite:") {
             Duration::from_secs(1)
+        } else if agent.until_empty {
+            Duration::from_secs(2)
         } else {
             Duration::from_secs(20)
         },

@@ -104,7 +104,7 @@ impl Control {
 
     /// Stop leasing, and by `deadline` have finished or released every job.
     pub fn drain(&self, deadline: Instant, reason: DrainReason) {
-        self.stop.cancel();
+        // The deadline first: a loop that sees the stop must also see why.
         self.drain.send_if_modified(|d| match d {
             // An earlier deadline wins; a later notice does not extend it.
             Some((at, _)) if *at <= deadline => false,
@@ -113,6 +113,7 @@ impl Control {
                 true
             }
         });
+        self.stop.cancel();
     }
 
     /// True once leasing has stopped.
