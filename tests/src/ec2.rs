@@ -449,6 +449,41 @@ impl Worker {
         }
     }
 
+    /// Sends `sig` (a `libc::SIG…`) to the agent.
+    pub fn signal(&self, sig: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits an i32");
+        // SAFETY: kill(2) with our own child's pid and a valid signal number.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    }
+
+    /// SIGSTOP, then waits until every thread is stopped, so its log no longer changes.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.child.id()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stopped = std::fs::read_dir(&tasks)
+                .expect("list the agent's threads")
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+                .all(|stat| {
+                    // "pid (comm) S …": the state follows the last ')'.
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().next())
+                        .is_some_and(|st| st == "T" || st == "t")
+                });
+            if stopped {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent {} did not stop",
+                self.instance_id
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -278,18 +278,49 @@ async fn a_sigkilled_agents_leases_come_back_and_reduce_is_exact() {
     let opts = vec![AgentOptions::default(); 4];
     let mut workers = run.start(&run.config(None), &opts).await;
     let mut victim = workers.remove(0);
-    let held = tokio::task::block_in_place(|| {
-        victim.wait_for_event(TIMEOUT, |e| message(e) == "job started");
-        victim.kill();
-        victim.started_not_done()
-    });
+    let store = Store::open_with(&run.results, &ec2::s3_settings(&run.moto))
+        .await
+        .unwrap();
+    // Freeze the victim mid-job and read its log, which no longer changes: a job it
+    // started, did not log done, and has no result yet is leased to it and unfinished.
+    // If the freeze caught it between jobs, let it go on and try again.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let held = loop {
+        tokio::task::block_in_place(|| {
+            victim.wait_for_event(TIMEOUT, |e| message(e) == "job started");
+            victim.freeze();
+        });
+        let mut held = Vec::new();
+        for id in victim.started_not_done() {
+            if store.head(&rangefleet::job::result_key(&id)).await.is_err() {
+                held.push(id);
+            }
+        }
+        if !held.is_empty() {
+            victim.kill();
+            break held;
+        }
+        victim.signal(libc::SIGCONT);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never caught the victim holding an unfinished job"
+        );
+    };
     wait_all(&mut workers);
     run.assert_exact();
     let survivors: Vec<&Worker> = workers.iter().collect();
     run.summaries(&survivors).await;
-    // Killed with jobs open (or between writing a result and logging it): each of those
-    // is in the results now, done by a survivor or counted once.
-    eprintln!("the victim held {} unfinished jobs", held.len());
+    // The jobs it held were done by the survivors once their 3 s leases ran out.
+    for id in &held {
+        let body = store.get(&rangefleet::job::result_key(id)).await.unwrap();
+        let doc: Value = serde_json::from_slice(&body).unwrap();
+        let by = doc["instance"]["instance_id"].as_str().unwrap();
+        assert_ne!(
+            by, victim.instance_id,
+            "{id} was finished by the killed agent"
+        );
+        assert!(doc["attempt"].as_u64().unwrap() >= 2, "{id}: {doc}");
+    }
 }
 
 /// S3 faults through a proxy in front of moto: 503 SlowDown, bodies cut mid-way,
