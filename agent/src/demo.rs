@@ -28,8 +28,8 @@ pub struct DemoArgs {
     /// Records per partition (14 partitions).
     #[arg(long, default_value_t = 100_000)]
     pub records: u64,
-    /// Records per job.
-    #[arg(long, default_value_t = 2_000)]
+    /// Records per job (small jobs, so the run lasts long enough to see the drain).
+    #[arg(long, default_value_t = 500)]
     pub records_per_job: u64,
     /// Agent processes.
     #[arg(long, default_value_t = 4)]
