@@ -91,7 +91,7 @@ pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, 
     if config.publish_tags {
         tokio::spawn(crate::publish::run(
             agent.identity.clone(),
-            agent.tags.clone(),
+            config.tags.clone(),
         ));
     }
     tracing::info!(

@@ -99,11 +99,19 @@ pub enum Published {
     },
 }
 
-/// The tags CreateTags may set: `aws:` keys are AWS's own and refused.
-pub fn publishable(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
+/// The tags to publish: those of the config's `tags` whose value has a placeholder
+/// (`Name: worker-{instance_id}`), expanded for this instance. Plain values are set at
+/// launch by the launch template, and the Terraform module's IAM policy lets an
+/// instance CreateTags only with the templated keys (`aws:TagKeys`), so sending the
+/// others would be refused. `aws:` keys are AWS's own and never sent.
+pub fn publishable(config_tags: &BTreeMap<String, String>, identity: &Identity) -> Vec<Tag> {
+    config_tags
+        .iter()
         .filter(|(k, _)| !k.as_bytes().starts_with(b"aws:"))
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .filter_map(|(k, v)| {
+            let value = crate::tags::expand(v, identity);
+            (value != *v).then(|| Tag::builder().key(k).value(value).build())
+        })
         .collect()
 }
 
@@ -121,14 +129,15 @@ fn retryable<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
     }
 }
 
-/// Waits the jitter, then tags `identity`'s instance with `tags` through `client`.
+/// Waits the jitter, then tags `identity`'s instance with the per-instance tags of
+/// `config_tags` ([`publishable`]) through `client`.
 pub async fn publish(
     client: &aws_sdk_ec2::Client,
     identity: &Identity,
-    tags: &BTreeMap<String, String>,
+    config_tags: &BTreeMap<String, String>,
     mut settings: Settings,
 ) -> Published {
-    let tags = publishable(tags);
+    let tags = publishable(config_tags, identity);
     if tags.is_empty() {
         return Published::Nothing;
     }
@@ -168,9 +177,10 @@ pub async fn publish(
 }
 
 /// The agent's background task: builds an EC2 client for the instance's region (unless
-/// `AWS_REGION` says otherwise), publishes, and logs how it went. Never panics, never
-/// returns an error.
-pub async fn run(identity: Identity, tags: BTreeMap<String, String>) {
+/// `AWS_REGION` says otherwise), publishes the per-instance tags of `config_tags` (the
+/// config's `tags`, as written), and logs how it went. Never panics, never returns an
+/// error.
+pub async fn run(identity: Identity, config_tags: BTreeMap<String, String>) {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         // Our own backoff decides the schedule; the SDK's would multiply the attempts.
         .retry_config(aws_config::retry::RetryConfig::disabled());
@@ -178,10 +188,8 @@ pub async fn run(identity: Identity, tags: BTreeMap<String, String>) {
         loader = loader.region(aws_config::Region::new(identity.region.clone()));
     }
     let client = aws_sdk_ec2::Client::new(&loader.load().await);
-    match publish(&client, &identity, &tags, Settings::from_env()).await {
-        Published::Done { attempts } => {
-            tracing::info!(attempts, tags = tags.len(), "instance tags published")
-        }
+    match publish(&client, &identity, &config_tags, Settings::from_env()).await {
+        Published::Done { attempts } => tracing::info!(attempts, "instance tags published"),
         Published::Nothing => tracing::debug!("tag publishing: no tags to publish"),
         Published::GaveUp { attempts, error } => tracing::warn!(
             attempts,
@@ -196,19 +204,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn aws_keys_are_left_out() {
+    fn only_templated_tags_are_published_expanded() {
         let tags: BTreeMap<String, String> = [
-            ("aws:autoscaling:groupName", "g"),
-            ("Name", "worker-i-1"),
+            ("aws:cloudformation:stack-name", "{instance_id}"),
+            ("Name", "worker-{instance_id}"),
+            ("slot", "{availability_zone}/{launch_index}"),
             ("team", "data"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let keys: Vec<_> = publishable(&tags)
+        let id = Identity::local("i-0abc", "us-east-1");
+        let got: Vec<(String, String)> = publishable(&tags, &id)
             .iter()
-            .map(|t| t.key().unwrap_or_default().to_string())
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
             .collect();
-        assert_eq!(keys, ["Name", "team"]);
+        assert_eq!(
+            got,
+            [
+                ("Name".to_string(), "worker-i-0abc".to_string()),
+                ("slot".to_string(), "us-east-1-local/0".to_string())
+            ]
+        );
     }
 }

@@ -92,7 +92,13 @@ async fn world(tag: &str) -> World {
 
 impl World {
     async fn start(&self, env: Vec<(String, String)>) -> Vec<Worker> {
-        let ids = ec2::run_instances(&self.sdk, AGENTS as i32, &[("fleet", "trips")]).await;
+        // The launch template sets the plain tags at launch; only Name is per instance.
+        let ids = ec2::run_instances(
+            &self.sdk,
+            AGENTS as i32,
+            &[("fleet", "trips"), ("team", "data")],
+        )
+        .await;
         let user_data = ec2::render_user_data(&self.config.to_yaml());
         let opts = AgentOptions {
             env,
@@ -129,7 +135,7 @@ impl World {
         assert_eq!(v["coverage"]["missing"], serde_json::json!([]));
     }
 
-    /// Each instance carries its own Name, the user-data tags and its launch tags.
+    /// Each instance carries its own Name (published) and its launch tags.
     async fn assert_tags(&self, workers: &[Worker]) {
         for w in workers {
             let tags = ec2::instance_tags(&self.sdk, &w.instance_id).await;
