@@ -223,6 +223,18 @@ async fn a_notice_while_long_jobs_run_releases_them_at_once_and_another_agent_fi
     }
 }
 
+/// Another agent takes what is left; every job then has exactly one result and the
+/// merged totals equal the generator's.
+async fn finish_and_check(f: &Fleet) {
+    let (deps, _) = agent(f, "i-0finisher", None).await;
+    worker::run(deps, settings(true), Control::default())
+        .await
+        .unwrap();
+    let (total, docs) = merged(f).await;
+    assert_eq!(docs.len(), f.jobs, "coverage complete");
+    assert_eq!(total, f.expected, "exact totals");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_notice_while_short_jobs_run_lets_them_finish_then_exits() {
     let f = fleet().await;
@@ -248,6 +260,7 @@ async fn a_notice_while_short_jobs_run_lets_them_finish_then_exits() {
         (f.jobs as u64 - 2, 0),
         "finished jobs acked, the rest untouched"
     );
+    finish_and_check(&f).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -264,6 +277,7 @@ async fn a_rebalance_stops_leasing_and_current_jobs_finish() {
     assert_eq!(out.counters.to_json()["done"], 2);
     assert_eq!(out.counters.to_json()["released"], 0);
     assert!(out.drain.is_none());
+    finish_and_check(&f).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -283,6 +297,7 @@ async fn a_drain_deadline_releases_what_is_left_when_the_cutoff_passes() {
     assert!(releases
         .iter()
         .all(|(at, _)| *at - notice <= Duration::from_secs(1)));
+    finish_and_check(&f).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -310,4 +325,5 @@ async fn a_notice_during_a_long_poll_still_releases_at_once() {
         .all(|(at, _)| *at - notice <= Duration::from_secs(1)));
     let stats = f.queue.stats().await.unwrap();
     assert_eq!((stats.visible, stats.in_flight), (f.jobs as u64, 0));
+    finish_and_check(&f).await;
 }
