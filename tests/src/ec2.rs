@@ -8,10 +8,9 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -21,15 +20,12 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rangefleet::store::{S3Settings, Store};
-use serde_json::Value;
+
 use tokio::net::TcpListener;
 
-use crate::fleet::{job_field, message};
+use crate::fleet::AgentProc;
 use crate::moto::Moto;
 use crate::{rangefleet, ImdsMock};
-
-/// How often a wait looks again.
-const POLL: Duration = Duration::from_millis(20);
 
 /// Creates bucket `name` on moto (an unsigned PUT: moto does not check signatures).
 pub async fn create_bucket(moto: &Moto, name: &str) {
@@ -351,15 +347,25 @@ pub struct AgentOptions {
     pub role_credentials_only: bool,
 }
 
-/// One instance: its imds-mock and its agent process (killed on drop).
+/// One instance: its imds-mock and its agent process (killed on drop). Derefs to the
+/// agent's [`AgentProc`] for waiting, signals and its log.
 pub struct Worker {
-    /// The instance id (from RunInstances).
-    pub instance_id: String,
     /// Its metadata service.
     pub imds: ImdsMock,
-    /// The agent's stderr: JSON lines.
-    pub log: PathBuf,
-    child: Child,
+    agent: AgentProc,
+}
+
+impl std::ops::Deref for Worker {
+    type Target = AgentProc;
+    fn deref(&self) -> &AgentProc {
+        &self.agent
+    }
+}
+
+impl std::ops::DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut AgentProc {
+        &mut self.agent
+    }
 }
 
 impl Worker {
@@ -385,8 +391,6 @@ impl Worker {
         ];
         args.extend(opts.imds_args.iter().map(String::as_str));
         let imds = ImdsMock::start(&args);
-        let log = dir.join(format!("{instance_id}.log"));
-        let stderr = std::fs::File::create(&log).expect("create the agent's log");
         let mut cmd = rangefleet();
         cmd.args(["agent", "--until-empty", "--log-format", "json"])
             .env_remove("AWS_EC2_METADATA_DISABLED")
@@ -408,164 +412,9 @@ impl Worker {
                 .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
                 .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
         }
-        let child = cmd
-            .envs(opts.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start rangefleet agent");
-        Worker {
-            instance_id: instance_id.to_string(),
-            imds,
-            log,
-            child,
-        }
-    }
-
-    /// The exit status, if it has exited.
-    pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("wait for the agent")
-    }
-
-    /// Waits for the agent to exit, at most `timeout` (then the test fails with the end
-    /// of its log).
-    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.try_wait() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "agent {} did not exit within {timeout:?}; the end of its log:\n{}",
-                    self.instance_id,
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Sends `sig` (a `libc::SIG…`) to the agent.
-    pub fn signal(&self, sig: i32) {
-        let pid = i32::try_from(self.child.id()).expect("pid fits an i32");
-        // SAFETY: kill(2) with our own child's pid and a valid signal number.
-        let rc = unsafe { libc::kill(pid, sig) };
-        assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
-    }
-
-    /// SIGSTOP, then waits until every thread is stopped, so its log no longer changes.
-    pub fn freeze(&self) {
-        self.signal(libc::SIGSTOP);
-        let tasks = PathBuf::from(format!("/proc/{}/task", self.child.id()));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let stopped = std::fs::read_dir(&tasks)
-                .expect("list the agent's threads")
-                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
-                .all(|stat| {
-                    // "pid (comm) S …": the state follows the last ')'.
-                    stat.rsplit_once(')')
-                        .and_then(|(_, rest)| rest.split_whitespace().next())
-                        .is_some_and(|st| st == "T" || st == "t")
-                });
-            if stopped {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent {} did not stop",
-                self.instance_id
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// SIGKILL, then reap.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Every complete JSON line logged so far.
-    pub fn events(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
-        complete
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Waits until it logs an event matching `pred`; returns it.
-    pub fn wait_for_event(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(ev) = self.events().into_iter().find(&pred) {
-                return ev;
-            }
-            if let Some(status) = self.try_wait() {
-                panic!(
-                    "agent {} exited ({status}) before logging what the test waits for:\n{}",
-                    self.instance_id,
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent {} did not log what the test waits for within {timeout:?}:\n{}",
-                self.instance_id,
-                self.log_tail()
-            );
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Job ids it logged "job started" for and no "job done" after.
-    pub fn started_not_done(&self) -> Vec<String> {
-        let mut open = std::collections::BTreeSet::new();
-        for ev in self.events() {
-            let Some(id) = job_field(&ev, "job_id") else {
-                continue;
-            };
-            match message(&ev) {
-                "job started" => {
-                    open.insert(id.to_string());
-                }
-                "job done" => {
-                    open.remove(id);
-                }
-                _ => {}
-            }
-        }
-        open.into_iter().collect()
-    }
-
-    /// How many "job done" events it logged.
-    pub fn jobs_done(&self) -> usize {
-        self.events()
-            .iter()
-            .filter(|e| message(e) == "job done")
-            .count()
-    }
-
-    /// The last 40 lines of its log.
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
+        let agent = AgentProc::spawn(cmd, instance_id, dir.join(format!("{instance_id}.log")));
+        Worker { imds, agent }
     }
 }
 

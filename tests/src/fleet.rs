@@ -198,24 +198,16 @@ impl Fleet {
         until_empty: bool,
         env: &[(String, String)],
     ) -> AgentProc {
-        let log = self.dir.0.join(format!("{instance_id}.log"));
-        let stderr = std::fs::File::create(&log).expect("create the agent's log");
         cmd.args(["--log-format", "json"]);
         if until_empty {
             cmd.arg("--until-empty");
         }
-        let child = cmd
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start rangefleet agent");
-        AgentProc {
-            instance_id: instance_id.to_string(),
-            log,
-            child,
-        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        AgentProc::spawn(
+            cmd,
+            instance_id,
+            self.dir.0.join(format!("{instance_id}.log")),
+        )
     }
 
     /// `rangefleet reduce --json`: its exit code and output.
@@ -343,6 +335,37 @@ pub struct AgentProc {
 }
 
 impl AgentProc {
+    /// Starts `cmd` (a `rangefleet agent …` command, environment set) with its stderr
+    /// going to `log`.
+    pub fn spawn(mut cmd: std::process::Command, instance_id: &str, log: PathBuf) -> AgentProc {
+        let stderr = std::fs::File::create(&log).expect("create the agent's log");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start rangefleet agent");
+        AgentProc {
+            instance_id: instance_id.to_string(),
+            log,
+            child,
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// How many "job done" events it logged.
+    pub fn jobs_done(&self) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| message(e) == "job done")
+            .count()
+    }
+
     /// The process id.
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pid fits an i32")
