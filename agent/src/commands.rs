@@ -140,13 +140,7 @@ pub async fn plan(args: PlanArgs) -> i32 {
             let partitions: std::collections::BTreeSet<String> = m
                 .jobs
                 .iter()
-                .map(|j| {
-                    crate::job::partition_of(j.split('#').next().unwrap_or(""))
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join("/")
-                })
+                .map(|j| crate::job::partition_name_of_job(j))
                 .collect();
             eprintln!(
                 "planned {} jobs over {} objects in {} partitions in {:.2} s; manifest {}{}",

@@ -49,17 +49,27 @@ impl Job {
 
     /// The partition's name: its `k=v` segments joined by `/` in path order (DESIGN 5.5).
     pub fn partition_name(&self) -> String {
-        partition_of(self.job_id.split('#').next().unwrap_or(""))
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("/")
+        partition_name_of_job(&self.job_id)
     }
 
     /// Where this job's result goes, relative to the results prefix.
     pub fn result_key(&self) -> String {
         result_key(&self.job_id)
     }
+}
+
+/// The partition name (DESIGN 5.5) of a relative key: `color=yellow/date=2016-01-01`.
+pub fn partition_name(key: &str) -> String {
+    partition_of(key)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The partition name of a job id (`<key>#<first>+<count>`).
+pub fn partition_name_of_job(job_id: &str) -> String {
+    partition_name(job_id.split('#').next().unwrap_or(""))
 }
 
 /// `k=v` segments of a relative key's folders, in path order.

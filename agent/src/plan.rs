@@ -101,11 +101,7 @@ pub fn make_jobs(
             continue;
         }
         let partition: BTreeMap<String, String> = job::partition_of(&o.key).into_iter().collect();
-        let name = job::partition_of(&o.key)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("/");
+        let name = job::partition_name(&o.key);
         for r in range::split(o.size, opts.record_length, opts.records_per_job) {
             by_partition.entry(name.clone()).or_default().push(Job {
                 v: job::VERSION,

@@ -89,11 +89,7 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
         let doc: Value = serde_json::from_slice(&body)
             .map_err(|e| format!("result {} is not JSON: {e}", obj.key))?;
         let output = &doc["output"];
-        let name = job::partition_of(id.split('#').next().unwrap_or(""))
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("/");
+        let name = job::partition_name_of_job(&id);
         partitions
             .entry(name)
             .or_insert_with(|| Merged::new(kind))
