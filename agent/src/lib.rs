@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod ec2;
 pub mod exit;
 pub mod gen;
 pub mod identity;

@@ -10,12 +10,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::Tag;
 use rand::Rng;
 use tokio::time::Instant;
 
 use crate::backoff::FullJitter;
+use crate::ec2::Ec2;
 use crate::identity::Identity;
 
 /// Longest spread of the first call (DESIGN 1): 1,000 instances over 30 s is about 33
@@ -27,16 +26,6 @@ pub const DEFAULT_GIVE_UP: Duration = Duration::from_secs(300);
 pub const JITTER_ENV: &str = "RANGEFLEET_PUBLISH_JITTER_MS";
 /// Overrides [`DEFAULT_GIVE_UP`], in milliseconds (tests).
 pub const GIVE_UP_ENV: &str = "RANGEFLEET_PUBLISH_GIVE_UP_MS";
-
-/// EC2 error codes that mean "slow down".
-const THROTTLING_CODES: &[&str] = &[
-    "RequestLimitExceeded",
-    "Throttling",
-    "ThrottlingException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-];
 
 /// How publishing is spread and bounded.
 #[derive(Debug, Clone)]
@@ -104,35 +93,25 @@ pub enum Published {
 /// launch by the launch template, and the Terraform module's IAM policy lets an
 /// instance CreateTags only with the templated keys (`aws:TagKeys`), so sending the
 /// others would be refused. `aws:` keys are AWS's own and never sent.
-pub fn publishable(config_tags: &BTreeMap<String, String>, identity: &Identity) -> Vec<Tag> {
+pub fn publishable(
+    config_tags: &BTreeMap<String, String>,
+    identity: &Identity,
+) -> Vec<(String, String)> {
     config_tags
         .iter()
         .filter(|(k, _)| !k.as_bytes().starts_with(b"aws:"))
         .filter_map(|(k, v)| {
             let value = crate::tags::expand(v, identity);
-            (value != *v).then(|| Tag::builder().key(k).value(value).build())
+            (value != *v).then(|| (k.clone(), value))
         })
         .collect()
 }
 
-/// Whether an error is worth another attempt: throttling, 5xx, or no answer at all.
-fn retryable<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
-    match e {
-        SdkError::ServiceError(s) => {
-            let code = s.err().code().unwrap_or("");
-            THROTTLING_CODES.contains(&code) || s.raw().status().is_server_error()
-        }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => false,
-    }
-}
-
 /// Waits the jitter, then tags `identity`'s instance with the per-instance tags of
-/// `config_tags` ([`publishable`]) through `client`.
+/// `config_tags` ([`publishable`]) through `client`. Retries what
+/// [`crate::ec2::Ec2Error::retryable`] says may pass (throttling, 5xx, no answer).
 pub async fn publish(
-    client: &aws_sdk_ec2::Client,
+    client: &Ec2,
     identity: &Identity,
     config_tags: &BTreeMap<String, String>,
     mut settings: Settings,
@@ -151,24 +130,13 @@ pub async fn publish(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let result = client
-            .create_tags()
-            .resources(&identity.instance_id)
-            .set_tags(Some(tags.clone()))
-            .send()
-            .await;
-        let e = match result {
+        let e = match client.create_tags(&identity.instance_id, &tags).await {
             Ok(_) => return Published::Done { attempts },
             Err(e) => e,
         };
-        let error = format!(
-            "CreateTags on {} failed ({}): {}",
-            identity.instance_id,
-            e.code().unwrap_or("no code"),
-            DisplayErrorContext(&e)
-        );
+        let error = format!("CreateTags on {} failed: {e}", identity.instance_id);
         let pause = settings.backoff.next_delay();
-        if !retryable(&e) || started.elapsed() + pause > settings.give_up {
+        if !e.retryable() || started.elapsed() + pause > settings.give_up {
             return Published::GaveUp { attempts, error };
         }
         tracing::debug!(attempts, ?pause, %error, "tag publishing: retrying");
@@ -181,13 +149,16 @@ pub async fn publish(
 /// config's `tags`, as written), and logs how it went. Never panics, never returns an
 /// error.
 pub async fn run(identity: Identity, config_tags: BTreeMap<String, String>) {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        // Our own backoff decides the schedule; the SDK's would multiply the attempts.
-        .retry_config(aws_config::retry::RetryConfig::disabled());
-    if std::env::var_os("AWS_REGION").is_none() {
-        loader = loader.region(aws_config::Region::new(identity.region.clone()));
-    }
-    let client = aws_sdk_ec2::Client::new(&loader.load().await);
+    let region = std::env::var_os("AWS_REGION")
+        .is_none()
+        .then(|| identity.region.clone());
+    let client = match Ec2::from_env(region).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "tag publishing: no EC2 client; jobs go on, the launch template's tags stay");
+            return;
+        }
+    };
     match publish(&client, &identity, &config_tags, Settings::from_env()).await {
         Published::Done { attempts } => tracing::info!(attempts, "instance tags published"),
         Published::Nothing => tracing::debug!("tag publishing: no tags to publish"),
@@ -215,15 +186,7 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let id = Identity::local("i-0abc", "us-east-1");
-        let got: Vec<(String, String)> = publishable(&tags, &id)
-            .iter()
-            .map(|t| {
-                (
-                    t.key().unwrap_or_default().to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
+        let got = publishable(&tags, &id);
         assert_eq!(
             got,
             [

@@ -8,8 +8,6 @@
 
 use std::collections::BTreeSet;
 
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_ec2::types::Filter;
 use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -37,21 +35,7 @@ pub struct StatusArgs {
 }
 
 /// One instance of the fleet, as DescribeInstances reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InstanceRow {
-    /// `i-…`.
-    pub instance_id: String,
-    /// `pending`, `running`, `shutting-down`, …
-    pub state: String,
-    /// `m5.large`.
-    pub instance_type: String,
-    /// `us-east-1a`.
-    pub availability_zone: String,
-    /// `spot`, `capacity-block`, or `on-demand` (EC2 leaves it out for on-demand).
-    pub lifecycle: String,
-    /// RFC 3339.
-    pub launch_time: String,
-}
+pub use crate::ec2::Instance as InstanceRow;
 
 /// The plan's progress: jobs planned against result documents written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,48 +59,10 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 }
 
 /// Lists the instances carrying every tag of `tags`, all pages, sorted by id.
-pub async fn fleet_instances(
-    client: &aws_sdk_ec2::Client,
-    tags: &[(String, String)],
-) -> Result<Vec<InstanceRow>, String> {
-    let mut req = client.describe_instances();
-    for (k, v) in tags {
-        req = req.filters(Filter::builder().name(format!("tag:{k}")).values(v).build());
-    }
-    let mut pages = req.into_paginator().send();
-    let mut rows = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            let code = e.code().unwrap_or("");
-            format!(
-                "failed to describe the fleet's instances ({code}): {}",
-                DisplayErrorContext(&e)
-            )
-        })?;
-        for i in page.reservations().iter().flat_map(|r| r.instances()) {
-            rows.push(InstanceRow {
-                instance_id: i.instance_id().unwrap_or_default().to_string(),
-                state: i
-                    .state()
-                    .and_then(|s| s.name())
-                    .map_or("unknown", |n| n.as_str())
-                    .to_string(),
-                instance_type: i.instance_type().map_or("", |t| t.as_str()).to_string(),
-                availability_zone: i
-                    .placement()
-                    .and_then(|p| p.availability_zone())
-                    .unwrap_or_default()
-                    .to_string(),
-                lifecycle: i
-                    .instance_lifecycle()
-                    .map_or("on-demand", |l| l.as_str())
-                    .to_string(),
-                launch_time: i.launch_time().map(|t| t.to_string()).unwrap_or_default(),
-            });
-        }
-    }
-    rows.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
-    Ok(rows)
+pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRow>, String> {
+    let fail = |e: crate::ec2::Ec2Error| format!("failed to describe the fleet's instances: {e}");
+    let client = crate::ec2::Ec2::from_env(None).await.map_err(fail)?;
+    client.describe_instances(tags).await.map_err(fail)
 }
 
 /// Planned jobs (from `_plan.json`) against result documents under `results`.
@@ -152,15 +98,6 @@ pub async fn progress(results: &Store) -> Result<Progress, String> {
     })
 }
 
-/// An EC2 client from aws-config's default chain (`AWS_REGION`, `AWS_ENDPOINT_URL`,
-/// `AWS_ENDPOINT_URL_EC2`, the usual credentials).
-pub async fn ec2_client() -> aws_sdk_ec2::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    aws_sdk_ec2::Client::new(&sdk)
-}
-
 /// Runs `status`; returns the exit code.
 pub async fn run(args: StatusArgs) -> i32 {
     let queue = match crate::queue::open(&args.queue, None).await {
@@ -183,7 +120,7 @@ pub async fn run(args: StatusArgs) -> i32 {
     let instances = if args.fleet_tags.is_empty() {
         None
     } else {
-        match fleet_instances(&ec2_client().await, &args.fleet_tags).await {
+        match fleet_instances(&args.fleet_tags).await {
             Ok(rows) => Some(rows),
             Err(e) => {
                 eprintln!("error: {e}");

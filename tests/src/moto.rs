@@ -132,6 +132,19 @@ impl Moto {
             .load()
             .await
     }
+
+    /// From now on moto checks every request's signature and refuses unknown keys,
+    /// the test credentials included (`POST /moto-api/reset-auth` with 0 requests still
+    /// let through; moto's `INITIAL_NO_AUTH_ACTION_COUNT`).
+    pub async fn enforce_auth(&self) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/moto-api/reset-auth", self.endpoint))
+            .body("0")
+            .send()
+            .await
+            .expect("POST /moto-api/reset-auth");
+        assert!(r.status().is_success(), "reset-auth: {}", r.status());
+    }
 }
 
 impl Drop for Moto {

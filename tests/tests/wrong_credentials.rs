@@ -213,13 +213,7 @@ async fn upload(moto: &Moto, dir: &Path) {
 /// From now on moto checks every request's signature against IAM, so the test
 /// credentials are refused (403 InvalidAccessKeyId).
 async fn enforce_auth(moto: &Moto) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/moto-api/reset-auth", moto.endpoint))
-        .body("0")
-        .send()
-        .await
-        .expect("POST /moto-api/reset-auth");
-    assert!(r.status().is_success(), "reset-auth: {}", r.status());
+    moto.enforce_auth().await;
     let probe = Store::open_with(&format!("s3://{BUCKET}/trips/"), &moto_settings(moto))
         .await
         .expect("open the bucket")

@@ -477,7 +477,7 @@ fn pread(file: &std::fs::File, offset: u64, n: usize, buf: &mut Vec<u8>) -> std:
 }
 
 /// The error's message with its sources, for classification and for people.
-fn full_message(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn full_message(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
