@@ -236,6 +236,39 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 }
 
 /// Parses the command line, runs it, returns the exit code.
+/// `print!` for a command's output; see [`write_stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` for a command's output; see [`write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes a command's output to stdout. A reader that went away
+/// (`rangefleet reduce --json | head`) is not worth a panic: the rest is dropped and
+/// the command's exit code stands.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: failed to write to stdout: {e}");
+        }
+        _ => {}
+    }
+}
+
 pub fn main() -> i32 {
     let cli = Cli::parse();
     logging::init(cli.log_format);
@@ -346,7 +379,7 @@ async fn identity(args: BootArgs) -> i32 {
         Ok(b) => {
             let report =
                 crate::identity::report(Some(&b.identity), &b.config, &b.tags, Some(vcpus()));
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("JSON values serialise")
             );
@@ -385,7 +418,7 @@ fn userdata_check(file: &std::path::Path) -> i32 {
         Ok(config) => {
             let tags: BTreeMap<String, String> = config.tags.clone();
             let report = crate::identity::report(None, &config, &tags, None);
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("JSON values serialise")
             );
@@ -437,7 +470,7 @@ async fn imds_mock(args: MockArgs) -> i32 {
             return exit::FAILURE;
         }
     };
-    println!("{}", server.url);
+    crate::outln!("{}", server.url);
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!(url = %server.url, "imds-mock serving");

@@ -186,7 +186,7 @@ pub async fn scan(args: ScanArgs) -> i32 {
     bar.finish_and_clear();
     match r {
         Ok(s) if args.json => {
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&s.to_json()).expect("JSON")
             );
@@ -204,7 +204,7 @@ pub async fn scan(args: ScanArgs) -> i32 {
             };
             let table = crate::reduce::table(&r);
             // Without a plan there is no coverage to report: drop that line.
-            print!(
+            crate::out!(
                 "{}",
                 table
                     .lines()
@@ -229,12 +229,12 @@ pub async fn reduce(args: ReduceArgs) -> i32 {
     match crate::reduce::reduce(&results).await {
         Ok(r) => {
             if args.json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&r.to_json()).expect("JSON")
                 );
             } else {
-                print!("{}", crate::reduce::table(&r));
+                crate::out!("{}", crate::reduce::table(&r));
             }
             if r.complete() {
                 exit::OK

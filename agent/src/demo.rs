@@ -55,14 +55,14 @@ pub async fn run(args: DemoArgs) -> i32 {
     if temporary && code == exit::OK {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
-        println!("(files kept in {})", dir.display());
+        crate::outln!("(files kept in {})", dir.display());
     }
     code
 }
 
 async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
     let started = Instant::now();
-    let step = |what: &str| println!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+    let step = |what: &str| crate::outln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     let data = dir.join("data");
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     if dir.join("queue.db").exists() || dir.join("results").exists() {
@@ -196,9 +196,9 @@ async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
     stop_mocks.cancel();
 
     let reduced = crate::reduce::reduce(&results).await?;
-    println!();
+    crate::outln!();
     for s in crate::reduce::instance_summaries(&results).await? {
-        println!(
+        crate::outln!(
             "  {}  done {:>4}  released {:>2}  redone {:>2}  {}",
             s["instance_id"].as_str().unwrap_or("?"),
             s["done"],
@@ -210,11 +210,11 @@ async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
             }
         );
     }
-    println!();
-    print!("{}", crate::reduce::table(&reduced));
+    crate::outln!();
+    crate::out!("{}", crate::reduce::table(&reduced));
     let exact = reduced.total.to_json()
         == serde_json::to_value(&summary.expected.total).unwrap_or_default();
-    println!(
+    crate::outln!(
         "totals {} the generator's expected totals; {:.1} s in all",
         if exact { "equal" } else { "DIFFER FROM" },
         started.elapsed().as_secs_f64()

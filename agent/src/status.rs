@@ -149,12 +149,12 @@ pub async fn run(args: StatusArgs) -> i32 {
     };
     if args.json {
         let doc = to_json(&args, &stats, instances.as_deref(), progress.as_ref());
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&doc).expect("JSON values serialise")
         );
     } else {
-        print!("{}", text(&args, &stats, instances.as_deref()));
+        crate::out!("{}", text(&args, &stats, instances.as_deref()));
         if let Some(p) = &progress {
             show_progress(p);
         }
@@ -253,7 +253,7 @@ fn show_progress(p: &Progress) {
         bar.set_position(p.done.min(p.planned));
         bar.abandon();
     }
-    println!("{line}");
+    crate::outln!("{line}");
 }
 
 #[cfg(test)]

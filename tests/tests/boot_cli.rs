@@ -102,6 +102,31 @@ fn userdata_check_prints_the_config_with_templates_unexpanded() {
     assert_eq!(v["tags"]["Name"], "worker-{instance_id}");
 }
 
+/// A reader that went away (`rangefleet userdata check f | head -0`) is no reason to
+/// panic: the output is dropped and the exit code is the command's own.
+#[test]
+fn output_to_a_closed_pipe_is_dropped_quietly() {
+    let dir = TempDir::new("check-epipe");
+    let ud = dir.0.join("user-data");
+    std::fs::write(&ud, CLOUD_CONFIG).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // closed before the command starts: its first write gets EPIPE
+    let out = rangefleet()
+        .args(["userdata", "check"])
+        .arg(&ud)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.is_empty(),
+        "nothing to say about a reader that left: {err}"
+    );
+}
+
 #[test]
 fn userdata_check_exits_2_and_names_the_problem() {
     let dir = TempDir::new("check-bad");
