@@ -269,6 +269,14 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Prints a command's JSON document, pretty, on stdout (see [`write_stdout`]).
+pub fn print_json(doc: &serde_json::Value) {
+    crate::outln!(
+        "{}",
+        serde_json::to_string_pretty(doc).expect("JSON values serialise")
+    );
+}
+
 pub fn main() -> i32 {
     let cli = Cli::parse();
     logging::init(cli.log_format);
@@ -379,10 +387,7 @@ async fn identity(args: BootArgs) -> i32 {
         Ok(b) => {
             let report =
                 crate::identity::report(Some(&b.identity), &b.config, &b.tags, Some(vcpus()));
-            crate::outln!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("JSON values serialise")
-            );
+            crate::cli::print_json(&report);
             exit::OK
         }
         Err(e) => {
@@ -418,10 +423,7 @@ fn userdata_check(file: &std::path::Path) -> i32 {
         Ok(config) => {
             let tags: BTreeMap<String, String> = config.tags.clone();
             let report = crate::identity::report(None, &config, &tags, None);
-            crate::outln!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("JSON values serialise")
-            );
+            crate::cli::print_json(&report);
             exit::OK
         }
         Err(e) => {

@@ -186,10 +186,7 @@ pub async fn scan(args: ScanArgs) -> i32 {
     bar.finish_and_clear();
     match r {
         Ok(s) if args.json => {
-            crate::outln!(
-                "{}",
-                serde_json::to_string_pretty(&s.to_json()).expect("JSON")
-            );
+            crate::cli::print_json(&s.to_json());
             exit::OK
         }
         Ok(s) => {
@@ -229,10 +226,7 @@ pub async fn reduce(args: ReduceArgs) -> i32 {
     match crate::reduce::reduce(&results).await {
         Ok(r) => {
             if args.json {
-                crate::outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&r.to_json()).expect("JSON")
-                );
+                crate::cli::print_json(&r.to_json());
             } else {
                 crate::out!("{}", crate::reduce::table(&r));
             }

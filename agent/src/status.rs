@@ -149,10 +149,7 @@ pub async fn run(args: StatusArgs) -> i32 {
     };
     if args.json {
         let doc = to_json(&args, &stats, instances.as_deref(), progress.as_ref());
-        crate::outln!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("JSON values serialise")
-        );
+        crate::cli::print_json(&doc);
     } else {
         crate::out!("{}", text(&args, &stats, instances.as_deref()));
         if let Some(p) = &progress {
