@@ -56,6 +56,15 @@ impl Job {
     pub fn result_key(&self) -> String {
         result_key(&self.job_id)
     }
+
+    /// The records this job reads.
+    pub fn range(&self) -> crate::range::RecordRange {
+        crate::range::RecordRange {
+            first_record: self.first_record,
+            record_count: self.record_count,
+            record_length: self.record_length,
+        }
+    }
 }
 
 /// The partition name (DESIGN 5.5) of a relative key: `color=yellow/date=2016-01-01`.

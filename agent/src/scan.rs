@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use crate::job::Job;
 use crate::plan::{self, PlanOptions};
 use crate::process::{Accumulator, Merged, ProcessorKind};
-use crate::range::RecordRange;
 use crate::store::{Expect, Store};
 
 /// Merged outputs by partition and in total.
@@ -98,11 +97,7 @@ async fn run_one(source: &Store, job: &Job, kind: ProcessorKind) -> Result<(Valu
         .ok_or_else(|| format!("{} is not under {}", job.source, source.url()))?;
     let mut acc = Accumulator::new(kind, job.record_length as usize)
         .ok_or_else(|| format!("{} does not stream", kind.name()))?;
-    let range = RecordRange {
-        first_record: job.first_record,
-        record_count: job.record_count,
-        record_length: job.record_length,
-    };
+    let range = job.range();
     let expect = Expect {
         size: job.object_size,
         etag: None,

@@ -31,7 +31,6 @@ use crate::imds::mock::rfc3339;
 use crate::job::{self, BadJob, Job};
 use crate::process::{exec, Accumulator, ProcessorKind};
 use crate::queue::{Lease, Queue, QueueError};
-use crate::range::RecordRange;
 use crate::store::{self, Expect, PutOutcome, Store, StoreCache, StoreError};
 
 /// A retryable failure at this receive count is dead-lettered (DESIGN 4).
@@ -531,11 +530,7 @@ async fn process(
 ) -> Result<(Value, u64), JobError> {
     let (base, key) = store::locate(&job.source).map_err(JobError::Store)?;
     let source = ctx.deps.stores.get(&base).await.map_err(JobError::Store)?;
-    let range = RecordRange {
-        first_record: job.first_record,
-        record_count: job.record_count,
-        record_length: job.record_length,
-    };
+    let range = job.range();
     let expect = Expect {
         size: job.object_size,
         etag: job.etag.clone(),
