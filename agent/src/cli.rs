@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::exit;
-use crate::imds::mock::{self, DropRule, FailRule, InterruptAction, MockOptions, MockServer};
+use crate::imds::mock::{DropRule, FailRule, InterruptAction, MockOptions, MockServer};
 use crate::imds::{ImdsClient, ImdsOptions};
 use crate::logging::{self, LogFormat};
 
@@ -163,7 +163,7 @@ pub struct BootArgs {
     #[arg(long, env = "RANGEFLEET_IMDS_ALLOW_V1")]
     pub imds_allow_v1: bool,
     /// Give up on IMDS after this long and exit 75 (systemd restarts the unit).
-    #[arg(long, env = "RANGEFLEET_BOOT_DEADLINE", default_value = "120s", value_parser = mock::parse_duration)]
+    #[arg(long, env = "RANGEFLEET_BOOT_DEADLINE", default_value = "120s", value_parser = crate::time::parse_duration)]
     pub boot_deadline: Duration,
 }
 
@@ -200,16 +200,16 @@ struct MockArgs {
     #[arg(long)]
     role: Option<String>,
     /// Post a spot interruption notice this long after start (e.g. 30s).
-    #[arg(long, value_parser = mock::parse_duration)]
+    #[arg(long, value_parser = crate::time::parse_duration)]
     interrupt_after: Option<Duration>,
     /// The action the notice announces.
     #[arg(long, value_enum, default_value = "terminate")]
     interrupt_action: InterruptAction,
     /// Post a rebalance recommendation this long after start.
-    #[arg(long, value_parser = mock::parse_duration)]
+    #[arg(long, value_parser = crate::time::parse_duration)]
     rebalance_after: Option<Duration>,
     /// Move autoscaling/target-lifecycle-state to Terminated this long after start.
-    #[arg(long, value_parser = mock::parse_duration)]
+    #[arg(long, value_parser = crate::time::parse_duration)]
     asg_terminate_after: Option<Duration>,
     /// Answer requests that carry no token (IMDSv1).
     #[arg(long)]
@@ -221,7 +221,7 @@ struct MockArgs {
     #[arg(long)]
     fail: Vec<FailRule>,
     /// Delay every answer by this long.
-    #[arg(long, value_parser = mock::parse_duration, default_value = "0s")]
+    #[arg(long, value_parser = crate::time::parse_duration, default_value = "0s")]
     latency: Duration,
     /// Close the connection without answering the first N requests for PATH: PATH*N.
     #[arg(long)]

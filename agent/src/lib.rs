@@ -32,5 +32,6 @@ pub mod status;
 pub mod store;
 pub mod systemd;
 pub mod tags;
+pub mod time;
 pub mod userdata;
 pub mod worker;

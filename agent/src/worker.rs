@@ -27,11 +27,11 @@ use crate::allow::AllowList;
 use crate::backoff::FullJitter;
 use crate::config::ExecConfig;
 use crate::identity::Identity;
-use crate::imds::mock::rfc3339;
 use crate::job::{self, BadJob, Job};
 use crate::process::{exec, Accumulator, ProcessorKind};
 use crate::queue::{Lease, Queue, QueueError};
 use crate::store::{self, Expect, PutOutcome, Store, StoreCache, StoreError};
+use crate::time::rfc3339;
 
 /// A retryable failure at this receive count is dead-lettered (DESIGN 4).
 pub const MAX_ATTEMPTS: u32 = 5;

@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::time::rfc3339;
+
 /// Which interruption a spot notice announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InterruptAction {
@@ -94,11 +96,6 @@ impl std::str::FromStr for DropRule {
             times,
         })
     }
-}
-
-/// Parses `500ms`, `3s`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e} (try 500ms, 3s, 2m)"))
 }
 
 /// Everything the mock serves, as set on its command line.
@@ -563,11 +560,6 @@ fn normalise(path: &str) -> String {
     }
 }
 
-/// RFC 3339 in UTC, whole seconds, as IMDS writes times.
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,13 +579,5 @@ mod tests {
         assert!("/x".parse::<FailRule>().is_err());
         let d: DropRule = "/latest/api/token*2".parse().unwrap();
         assert_eq!(d.times, 2);
-    }
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("3s").unwrap(), Duration::from_secs(3));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("soon").is_err());
     }
 }
