@@ -67,10 +67,9 @@ pub async fn run(
                 Kind::Lifecycle,
             ),
         ] {
-            match imds.get(path, budget).await {
+            match imds.get_text(path, budget).await {
                 Ok(None) => {}
-                Ok(Some(body)) => {
-                    let text = String::from_utf8_lossy(&body).trim().to_string();
+                Ok(Some(text)) => {
                     if kind == Kind::Lifecycle && text != "Terminated" {
                         continue;
                     }
