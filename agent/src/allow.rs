@@ -4,6 +4,15 @@
 //! path must start with the allowed path on a `/` boundary, and `.` or `..` segments,
 //! raw or percent-encoded, are refused before any parser gets to normalise them away.
 
+/// Whether `s` is made only of what an AWS region name is made of (`us-east-1`):
+/// lowercase letters, digits and `-`, and not empty. Checked before a region becomes
+/// part of a host name.
+pub fn is_region_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Prefixes a job's source must fall under.
 #[derive(Debug, Clone)]
 pub struct AllowList {

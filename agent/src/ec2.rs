@@ -380,12 +380,7 @@ fn ignore_configured_endpoints() -> bool {
 /// EC2's public endpoint for `region`. The region is checked against an allow-list of
 /// characters first, since it becomes part of a host name.
 pub fn default_endpoint(region: &str) -> Result<String, Ec2Error> {
-    let ok = !region.is_empty()
-        && region.len() <= 32
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !ok {
+    if !(crate::allow::is_region_name(region) && region.len() <= 32) {
         return Err(Ec2Error::Config(format!(
             "region {region:?} is not an AWS region name (like us-east-1)"
         )));

@@ -12,20 +12,14 @@ use super::{Queue, QueueError};
 const ACCEPTED: &str = "a queue URL is sqlite:///absolute/path.db (one machine) or the \
                         http(s):// URL of an SQS queue";
 
-/// Opens the queue `url` names; `region` overrides the AWS region for SQS.
-///
+/// The domains of AWS's own endpoints.
+const AWS_SUFFIXES: [&str; 3] = [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"];
+
 /// `sqs.eu-west-1.amazonaws.com` → `eu-west-1`.
 fn region_of_host(host: &str) -> Option<String> {
     let rest = host.strip_prefix("sqs.")?;
-    let region = rest
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))
-        .or_else(|| rest.strip_suffix(".api.aws"))?;
-    let ok = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    ok.then(|| region.to_string())
+    let region = AWS_SUFFIXES.iter().find_map(|s| rest.strip_suffix(s))?;
+    crate::allow::is_region_name(region).then(|| region.to_string())
 }
 
 /// The endpoint to set on the SQS client: the queue URL's origin when nothing is
@@ -36,11 +30,11 @@ fn own_endpoint(queue_url: &url::Url, configured: Option<&str>) -> Option<String
 }
 
 fn is_aws_host(host: &str) -> bool {
-    [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]
-        .iter()
-        .any(|s| host.ends_with(s))
+    AWS_SUFFIXES.iter().any(|s| host.ends_with(s))
 }
 
+/// Opens the queue `url` names; `region` overrides the AWS region for SQS.
+///
 /// `sqlite:///abs/path.db` opens (and creates, with its folder) a SQLite queue. Any
 /// `http://` or `https://` URL is an SQS queue URL; the client comes from aws-config's
 /// default chain, so `AWS_REGION`, `AWS_ENDPOINT_URL` and the usual credentials apply.
