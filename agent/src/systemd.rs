@@ -1,8 +1,9 @@
 //! systemd glue: sd_notify states. Every call is a no-op outside systemd
 //! (no `NOTIFY_SOCKET`), so the agent runs the same on a laptop.
 //!
-//! The worker talks to the service manager through [`Notifier`], so a test can run the
-//! loop with a [`Recorder`] and see whether the pings stop when the loop does.
+//! The worker loop calls [`watchdog`] and [`status`] from its own turns, so a stuck
+//! loop stops the pings; `tests/tests/systemd_notify.rs` checks that against a real
+//! notify socket.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -68,79 +69,5 @@ fn notify(states: &[NotifyState<'_>]) {
     }
     if let Err(e) = sd_notify::notify(states) {
         tracing::warn!(error = %e, "sd_notify failed");
-    }
-}
-
-/// What the worker loop tells the service manager, as a seam: [`Systemd`] in the
-/// agent, [`Recorder`] in tests, `()` when nobody listens.
-pub trait Notifier: Send + Sync {
-    /// The loop took a turn (a lease poll returned, a heartbeat went out).
-    fn watchdog(&self) {}
-    /// A one-line summary of what the agent is doing.
-    fn status(&self, _line: &str) {}
-}
-
-/// Says nothing.
-impl Notifier for () {}
-
-/// The real service manager, through `NOTIFY_SOCKET`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Systemd;
-
-impl Notifier for Systemd {
-    fn watchdog(&self) {
-        watchdog();
-    }
-    fn status(&self, line: &str) {
-        status(line);
-    }
-}
-
-/// One thing a [`Recorder`] was told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Note {
-    /// `WATCHDOG=1`.
-    Watchdog,
-    /// `STATUS=…`.
-    Status(String),
-}
-
-/// A fake [`Notifier`] that keeps every note with the (tokio, so pausable) time it came.
-#[derive(Debug, Default)]
-pub struct Recorder {
-    notes: Mutex<Vec<(tokio::time::Instant, Note)>>,
-}
-
-impl Recorder {
-    /// Everything recorded so far, oldest first.
-    pub fn notes(&self) -> Vec<(tokio::time::Instant, Note)> {
-        self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// When the last `WATCHDOG=1` came, if one did.
-    pub fn last_watchdog(&self) -> Option<tokio::time::Instant> {
-        self.notes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .rev()
-            .find(|(_, n)| *n == Note::Watchdog)
-            .map(|(t, _)| *t)
-    }
-
-    fn push(&self, note: Note) {
-        self.notes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((tokio::time::Instant::now(), note));
-    }
-}
-
-impl Notifier for Recorder {
-    fn watchdog(&self) {
-        self.push(Note::Watchdog);
-    }
-    fn status(&self, line: &str) {
-        self.push(Note::Status(line.to_string()));
     }
 }
