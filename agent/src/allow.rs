@@ -107,7 +107,7 @@ pub fn has_dot_segment(url: &str) -> bool {
     };
     let mut decoded = path.to_string();
     for _ in 0..3 {
-        let next = percent_decode(&decoded);
+        let next = crate::store::percent_decode(&decoded);
         if next == decoded {
             break;
         }
@@ -116,24 +116,6 @@ pub fn has_dot_segment(url: &str) -> bool {
     decoded.contains('\\')
         || decoded.split('/').any(|s| s == "." || s == "..")
         || path.split('/').any(|s| s == "." || s == "..")
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -157,6 +139,14 @@ mod tests {
             .is_ok());
         assert!(l.check("file:///srv/in/a/b.rec").is_ok());
         assert!(l.check("http://127.0.0.1:8080/data/x.rec").is_ok());
+    }
+
+    #[test]
+    fn a_broken_escape_before_a_multibyte_character_is_no_panic() {
+        // `%a` then `é` (two bytes): an escape cut through a character.
+        assert!(!has_dot_segment("s3://bucket/trips/%a\u{e9}.rec"));
+        assert!(list().check("s3://bucket/trips/%a\u{e9}.rec").is_ok());
+        assert!(has_dot_segment("s3://bucket/trips/%2e%2E/\u{e9}"));
     }
 
     #[test]

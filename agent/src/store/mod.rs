@@ -680,24 +680,12 @@ pub(crate) async fn split_single(
     make(prefix, None)
 }
 
-/// Undoes `%XX` escapes (a URL path to a key); a malformed escape is kept as written.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Undoes `%XX` escapes (a URL path to a key); a malformed escape is kept as written,
+/// and bytes that are not UTF-8 become U+FFFD.
+pub(crate) fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Splits a job's source URL into a store URL (scheme and bucket or host, `file:///`
