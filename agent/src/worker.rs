@@ -284,11 +284,13 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                     let id = next_id;
                     let read = Arc::new(AtomicU64::new(0));
                     let abandon = CancellationToken::new();
+                    // Parsed once, here: the drain needs the job's size, the run the job.
+                    let parsed = job::parse(&lease.body, &ctx.allow, &ctx.processors);
                     inflight.lock().unwrap().insert(
                         id,
                         InFlight {
                             started: Instant::now(),
-                            total_bytes: job_bytes(&lease.body),
+                            total_bytes: parsed.as_ref().map_or(0, |(j, _)| j.range().byte_len()),
                             read: read.clone(),
                             abandon: abandon.clone(),
                         },
@@ -297,7 +299,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                     let inflight = inflight.clone();
                     tracker.spawn(
                         async move {
-                            run_job(&ctx, lease, abandon, read).await;
+                            run_job(&ctx, lease, parsed, abandon, read).await;
                             inflight.lock().unwrap().remove(&id);
                             drop(permit);
                         }
@@ -424,19 +426,6 @@ fn release_late_jobs(inflight: &Mutex<HashMap<u64, InFlight>>, cutoff: Instant) 
     }
 }
 
-fn job_bytes(body: &str) -> u64 {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            Some(
-                v["record_count"]
-                    .as_u64()?
-                    .saturating_mul(v["record_length"].as_u64()?),
-            )
-        })
-        .unwrap_or(0)
-}
-
 async fn queue_is_empty(ctx: &Ctx) -> bool {
     match ctx.deps.queue.stats().await {
         Ok(s) => s.visible == 0 && s.in_flight == 0,
@@ -460,8 +449,16 @@ impl std::fmt::Display for JobError {
     }
 }
 
-async fn run_job(ctx: &Ctx, lease: Lease, abandon: CancellationToken, read: Arc<AtomicU64>) {
-    let (job, kind) = match job::parse(&lease.body, &ctx.allow, &ctx.processors) {
+/// Runs one leased job, `parsed` from its body: a result and an ack, a release, or a
+/// dead letter.
+async fn run_job(
+    ctx: &Ctx,
+    lease: Lease,
+    parsed: Result<(Job, ProcessorKind), BadJob>,
+    abandon: CancellationToken,
+    read: Arc<AtomicU64>,
+) {
+    let (job, kind) = match parsed {
         Ok(j) => j,
         Err(BadJob(reason)) => {
             tracing::warn!(queue_message_id = %lease.message_id, %reason, "refusing a bad job");
