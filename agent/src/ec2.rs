@@ -15,12 +15,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+
+use crate::credentials::CachedCredentials;
 
 /// The Query API version every request names.
 pub const API_VERSION: &str = "2016-11-15";
@@ -30,8 +30,6 @@ pub const DEFAULT_PAGE_SIZE: u32 = 1000;
 pub const PAGE_SIZE_ENV: &str = "RANGEFLEET_EC2_PAGE_SIZE";
 /// One request, connection included, may take this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Credentials expiring sooner than this are fetched again before signing.
-const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
 /// How much of an unparseable error body goes into the message.
 const BODY_EXCERPT: usize = 300;
 
@@ -131,8 +129,7 @@ pub struct Ec2 {
     http: reqwest::Client,
     endpoint: String,
     region: String,
-    credentials: SharedCredentialsProvider,
-    cached: Arc<Mutex<Option<Credentials>>>,
+    credentials: Arc<CachedCredentials>,
     page_size: u32,
 }
 
@@ -199,8 +196,7 @@ impl Ec2 {
             http,
             endpoint: url.to_string(),
             region: region.to_string(),
-            credentials,
-            cached: Arc::new(Mutex::new(None)),
+            credentials: Arc::new(CachedCredentials::new(credentials)),
             page_size: DEFAULT_PAGE_SIZE,
         })
     }
@@ -296,7 +292,11 @@ impl Ec2 {
         let body = form_body(action, params);
         let content_type = "application/x-www-form-urlencoded; charset=utf-8";
 
-        let credentials = self.credentials().await?;
+        let credentials = self
+            .credentials
+            .get()
+            .await
+            .map_err(|e| Ec2Error::Credentials(crate::store::full_message(&e)))?;
         let identity = credentials.into();
         let signing = v4::SigningParams::builder()
             .identity(&identity)
@@ -337,26 +337,6 @@ impl Ec2 {
         } else {
             Err(parse_error(status.as_u16(), &text))
         }
-    }
-
-    /// Credentials from the chain, kept until 5 minutes before they expire.
-    async fn credentials(&self) -> Result<Credentials, Ec2Error> {
-        let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
-            let fresh = c
-                .expiry()
-                .is_none_or(|t| t > SystemTime::now() + CREDENTIALS_MARGIN);
-            if fresh {
-                return Ok(c.clone());
-            }
-        }
-        let c = self
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| Ec2Error::Credentials(crate::store::full_message(&e)))?;
-        *cached = Some(c.clone());
-        Ok(c)
     }
 }
 
@@ -544,6 +524,7 @@ pub fn parse_error(status: u16, body: &str) -> Ec2Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_credential_types::Credentials;
 
     const PAGE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">

@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod ec2;
 pub mod exit;

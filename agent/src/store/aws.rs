@@ -4,21 +4,19 @@
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT`).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::{CredentialProvider, ObjectStore};
 use url::Url;
+
+use crate::credentials::CachedCredentials;
 
 use super::{client_options, retry_config, split_single, Store, StoreError};
 
 /// The `store` name credential errors carry, so they classify as faults.
 pub(crate) const CREDENTIALS: &str = "aws-config credentials";
-
-/// Credentials are fetched again this long before they expire.
-const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// Where and as whom S3 stores connect.
 #[derive(Debug, Clone, Default)]
@@ -44,43 +42,32 @@ impl S3Settings {
     }
 }
 
-/// Hands aws-config's credentials to object_store, caching them until shortly before
-/// they expire (the SDK's own cache lives in its clients, not in the provider).
+/// Hands aws-config's credentials, cached, to object_store.
 #[derive(Debug)]
-struct SdkCredentials {
-    provider: SharedCredentialsProvider,
-    cached: tokio::sync::Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
-}
+struct SdkCredentials(CachedCredentials);
 
 #[async_trait]
 impl CredentialProvider for SdkCredentials {
     type Credential = AwsCredential;
 
     async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
-        let mut cached = self.cached.lock().await;
-        if let Some((cred, expiry)) = cached.as_ref() {
-            let fresh = expiry.is_none_or(|e| e > SystemTime::now() + REFRESH_MARGIN);
-            if fresh {
-                return Ok(Arc::clone(cred));
-            }
-        }
-        let c = self.provider.provide_credentials().await.map_err(|e| {
-            object_store::Error::Generic {
+        let c = self
+            .0
+            .get()
+            .await
+            .map_err(|e| object_store::Error::Generic {
                 store: CREDENTIALS,
                 source: format!(
                     "no AWS credentials from the default chain: {}",
                     super::full_message(&e)
                 )
                 .into(),
-            }
-        })?;
-        let cred = Arc::new(AwsCredential {
+            })?;
+        Ok(Arc::new(AwsCredential {
             key_id: c.access_key_id().to_string(),
             secret_key: c.secret_access_key().to_string(),
             token: c.session_token().map(str::to_string),
-        });
-        *cached = Some((Arc::clone(&cred), c.expiry()));
-        Ok(cred)
+        }))
     }
 }
 
@@ -134,10 +121,9 @@ pub(crate) async fn open_s3(url: &str, parsed: &Url, s: &S3Settings) -> Result<S
                     .region(aws_config::Region::new(region.clone()))
                     .build()
                     .await;
-            b.with_credentials(Arc::new(SdkCredentials {
-                provider: SharedCredentialsProvider::new(chain),
-                cached: tokio::sync::Mutex::new(None),
-            }))
+            b.with_credentials(Arc::new(SdkCredentials(CachedCredentials::new(
+                SharedCredentialsProvider::new(chain),
+            ))))
         }
     };
     let inner: Arc<dyn ObjectStore> = Arc::new(
