@@ -190,25 +190,8 @@ pub async fn scan(args: ScanArgs) -> i32 {
             exit::OK
         }
         Ok(s) => {
-            let r = crate::reduce::Reduced {
-                partitions: s.partitions,
-                total: s.total,
-                planned: s.jobs,
-                done: s.jobs,
-                missing: vec![],
-                unexpected: vec![],
-                redone: 0,
-            };
-            let table = crate::reduce::table(&r);
-            // Without a plan there is no coverage to report: drop that line.
-            crate::out!(
-                "{}",
-                table
-                    .lines()
-                    .filter(|l| !l.starts_with("planned"))
-                    .map(|l| format!("{l}\n"))
-                    .collect::<String>()
-            );
+            // Without a plan there is no coverage to report.
+            crate::out!("{}", crate::reduce::partition_table(&s.merged));
             exit::OK
         }
         Err(e) => {

@@ -212,7 +212,7 @@ async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
     }
     crate::outln!();
     crate::out!("{}", crate::reduce::table(&reduced));
-    let exact = reduced.total.to_json()
+    let exact = reduced.merged.total.to_json()
         == serde_json::to_value(&summary.expected.total).unwrap_or_default();
     crate::outln!(
         "totals {} the generator's expected totals; {:.1} s in all",

@@ -4,13 +4,13 @@
 //! done twice still has one document, and the second write shows up as "redone" in
 //! the instance summaries, never in the sums.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
 use crate::job;
 use crate::plan::{Manifest, MANIFEST};
-use crate::process::{Merged, ProcessorKind};
+use crate::process::{ByPartition, Merged, ProcessorKind};
 use crate::store::{Store, StoreError};
 
 /// Folder of instance summaries under the results prefix.
@@ -19,10 +19,8 @@ pub const INSTANCES: &str = "_instances/";
 /// The merged outputs and the coverage check.
 #[derive(Debug, Clone)]
 pub struct Reduced {
-    /// Per partition (`color=yellow/date=2016-01-01`), in name order.
-    pub partitions: BTreeMap<String, Merged>,
-    /// Everything.
-    pub total: Merged,
+    /// By partition and in total.
+    pub merged: ByPartition,
     /// Jobs in the plan.
     pub planned: u64,
     /// Planned jobs with a result.
@@ -43,17 +41,18 @@ impl Reduced {
 
     /// DESIGN 5.5.
     pub fn to_json(&self) -> Value {
-        json!({
-            "partitions": self.partitions.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
-            "total": self.total.to_json(),
-            "coverage": {
+        let mut doc = self.merged.to_json();
+        doc.insert(
+            "coverage".into(),
+            json!({
                 "planned": self.planned,
                 "done": self.done,
                 "missing": self.missing,
                 "unexpected": self.unexpected,
                 "redone": self.redone,
-            },
-        })
+            }),
+        );
+        Value::Object(doc)
     }
 }
 
@@ -73,8 +72,7 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
     let kind: ProcessorKind = manifest.processor.parse()?;
     let planned: BTreeSet<&str> = manifest.jobs.iter().map(String::as_str).collect();
     let listing = results.list().await.map_err(|e| e.to_string())?;
-    let mut partitions: BTreeMap<String, Merged> = BTreeMap::new();
-    let mut total = Merged::new(kind);
+    let mut merged = ByPartition::new(kind);
     let mut seen = BTreeSet::new();
     let mut unexpected = Vec::new();
     for obj in &listing {
@@ -88,13 +86,7 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
         let body = results.get(&obj.key).await.map_err(|e| e.to_string())?;
         let doc: Value = serde_json::from_slice(&body)
             .map_err(|e| format!("result {} is not JSON: {e}", obj.key))?;
-        let output = &doc["output"];
-        let name = job::partition_name_of_job(&id);
-        partitions
-            .entry(name)
-            .or_insert_with(|| Merged::new(kind))
-            .add(&id, output)?;
-        total.add(&id, output)?;
+        merged.add(&id, &doc["output"])?;
         seen.insert(id);
     }
     let missing: Vec<String> = manifest
@@ -109,8 +101,7 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
         .map(|s| s["redone"].as_u64().unwrap_or(0))
         .sum();
     Ok(Reduced {
-        partitions,
-        total,
+        merged,
         planned: manifest.jobs.len() as u64,
         done: seen.len() as u64,
         missing,
@@ -137,15 +128,20 @@ pub async fn instance_summaries(results: &Store) -> Result<Vec<Value>, String> {
 
 /// The people's view: one row per partition, then the coverage line.
 pub fn table(r: &Reduced) -> String {
+    partition_table(&r.merged) + &coverage_line(r)
+}
+
+/// One row per partition and a TOTAL row (what `scan` prints).
+pub fn partition_table(m: &ByPartition) -> String {
     let mut out = String::new();
-    let rows: Vec<(String, Value)> = r
+    let rows: Vec<(String, Value)> = m
         .partitions
         .iter()
         .map(|(k, v)| (k.clone(), v.to_json()))
-        .chain(std::iter::once(("TOTAL".to_string(), r.total.to_json())))
+        .chain(std::iter::once(("TOTAL".to_string(), m.total.to_json())))
         .collect();
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(9).max(9);
-    match &r.total {
+    match &m.total {
         Merged::Taxi(_) => {
             out.push_str(&format!(
                 "{:<width$} {:>12} {:>9} {:>12} {:>14} {:>14}\n",
@@ -184,9 +180,8 @@ pub fn table(r: &Reduced) -> String {
                 ));
             }
         }
-        Merged::Exec(m) => out.push_str(&format!("{} exec outputs (see --json)\n", m.len())),
+        Merged::Exec(e) => out.push_str(&format!("{} exec outputs (see --json)\n", e.len())),
     }
-    out.push_str(&coverage_line(r));
     out
 }
 

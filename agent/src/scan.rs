@@ -3,24 +3,21 @@
 //! No queue and no results: a quick way to compute an answer over a folder, a prefix or
 //! one object, and the baseline the fleet's answer must equal.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::job::Job;
 use crate::plan::{self, PlanOptions};
-use crate::process::{Accumulator, Merged, ProcessorKind};
+use crate::process::{Accumulator, ByPartition, ProcessorKind};
 use crate::store::{Expect, Store};
 
 /// Merged outputs by partition and in total.
 #[derive(Debug, Clone)]
 pub struct Scanned {
-    /// By partition name.
-    pub partitions: BTreeMap<String, Merged>,
-    /// Everything.
-    pub total: Merged,
+    /// By partition and in total.
+    pub merged: ByPartition,
     /// Jobs run.
     pub jobs: u64,
     /// Bytes read.
@@ -30,10 +27,7 @@ pub struct Scanned {
 impl Scanned {
     /// DESIGN 5.5 without `coverage`.
     pub fn to_json(&self) -> Value {
-        json!({
-            "partitions": self.partitions.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
-            "total": self.total.to_json(),
-        })
+        Value::Object(self.merged.to_json())
     }
 }
 
@@ -67,24 +61,18 @@ pub async fn scan(
         }
     }))
     .buffer_unordered(parallel.max(1));
-    let mut partitions: BTreeMap<String, Merged> = BTreeMap::new();
-    let mut total = Merged::new(opts.processor);
+    let mut merged = ByPartition::new(opts.processor);
     let mut done = 0u64;
     let mut bytes = 0u64;
     while let Some(r) = results.next().await {
         let (job, output, n) = r?;
-        partitions
-            .entry(job.partition_name())
-            .or_insert_with(|| Merged::new(opts.processor))
-            .add(&job.job_id, &output)?;
-        total.add(&job.job_id, &output)?;
+        merged.add(&job.job_id, &output)?;
         done += 1;
         bytes += n;
         progress(done, total_jobs);
     }
     Ok(Scanned {
-        partitions,
-        total,
+        merged,
         jobs: done,
         bytes,
     })

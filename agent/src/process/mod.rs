@@ -110,22 +110,48 @@ impl Merged {
         }
     }
 
-    /// Adds one job's output.
-    pub fn add(&mut self, job_id: &str, output: &Value) -> Result<(), String> {
-        match self {
-            Merged::Count(c) => c.merge(
-                &serde_json::from_value(output.clone())
+    /// One job's output, read as `kind`'s.
+    pub fn of(kind: ProcessorKind, job_id: &str, output: &Value) -> Result<Merged, String> {
+        use serde::Deserialize;
+        Ok(match kind {
+            ProcessorKind::Count => Merged::Count(
+                CountStats::deserialize(output)
                     .map_err(|e| format!("{job_id}: not a count output: {e}"))?,
             ),
-            Merged::Taxi(t) => t.merge(
-                &serde_json::from_value(output.clone())
+            ProcessorKind::TaxiStats => Merged::Taxi(
+                TaxiStats::deserialize(output)
                     .map_err(|e| format!("{job_id}: not a taxi-stats output: {e}"))?,
             ),
-            Merged::Exec(m) => {
-                m.insert(job_id.to_string(), output.clone());
+            ProcessorKind::Exec => Merged::Exec([(job_id.to_string(), output.clone())].into()),
+        })
+    }
+
+    /// Adds `other` (of the same processor) into this one.
+    pub fn merge(&mut self, other: &Merged) {
+        match (self, other) {
+            (Merged::Count(a), Merged::Count(b)) => a.merge(b),
+            (Merged::Taxi(a), Merged::Taxi(b)) => a.merge(b),
+            (Merged::Exec(a), Merged::Exec(b)) => {
+                a.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())))
             }
+            (a, b) => unreachable!("merging {b:?} into a different processor's {a:?}"),
         }
+    }
+
+    /// Adds one job's output.
+    pub fn add(&mut self, job_id: &str, output: &Value) -> Result<(), String> {
+        let one = Merged::of(self.kind(), job_id, output)?;
+        self.merge(&one);
         Ok(())
+    }
+
+    /// The processor this merges.
+    pub fn kind(&self) -> ProcessorKind {
+        match self {
+            Merged::Count(_) => ProcessorKind::Count,
+            Merged::Taxi(_) => ProcessorKind::TaxiStats,
+            Merged::Exec(_) => ProcessorKind::Exec,
+        }
     }
 
     /// As JSON.
@@ -136,5 +162,50 @@ impl Merged {
             Merged::Exec(m) => serde_json::to_value(m),
         }
         .expect("outputs serialise")
+    }
+}
+
+/// Outputs merged by partition (`color=yellow/date=2016-01-01`) and in total: what
+/// `scan` and `reduce` both print (DESIGN 5.5).
+#[derive(Debug, Clone)]
+pub struct ByPartition {
+    /// Per partition, in name order.
+    pub partitions: std::collections::BTreeMap<String, Merged>,
+    /// Everything.
+    pub total: Merged,
+}
+
+impl ByPartition {
+    /// Nothing merged yet.
+    pub fn new(kind: ProcessorKind) -> ByPartition {
+        ByPartition {
+            partitions: Default::default(),
+            total: Merged::new(kind),
+        }
+    }
+
+    /// Adds one job's output to its partition and to the total, reading it once.
+    pub fn add(&mut self, job_id: &str, output: &Value) -> Result<(), String> {
+        let kind = self.total.kind();
+        let one = Merged::of(kind, job_id, output)?;
+        self.partitions
+            .entry(crate::job::partition_name_of_job(job_id))
+            .or_insert_with(|| Merged::new(kind))
+            .merge(&one);
+        self.total.merge(&one);
+        Ok(())
+    }
+
+    /// `{"partitions": {name: output}, "total": output}`.
+    pub fn to_json(&self) -> serde_json::Map<String, Value> {
+        let partitions: serde_json::Map<String, Value> = self
+            .partitions
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
+        serde_json::Map::from_iter([
+            ("partitions".to_string(), Value::Object(partitions)),
+            ("total".to_string(), self.total.to_json()),
+        ])
     }
 }
