@@ -52,7 +52,7 @@ pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, 
     let results = Store::open(&config.results)
         .await
         .map_err(|e| AgentError::Config(format!("results {}: {e}", config.results)))?;
-    let vcpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let vcpus = crate::cli::vcpus();
     let settings = Settings {
         concurrency: config.concurrency_for(vcpus),
         lease: Duration::from_secs(config.lease_seconds),

@@ -235,7 +235,6 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-/// Parses the command line, runs it, returns the exit code.
 /// `print!` for a command's output; see [`write_stdout`].
 #[macro_export]
 macro_rules! out {
@@ -277,6 +276,7 @@ pub fn print_json(doc: &serde_json::Value) {
     );
 }
 
+/// Parses the command line, runs it, returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     logging::init(cli.log_format);
@@ -370,7 +370,8 @@ pub fn progress_bar(total: u64, unit: &str) -> indicatif::ProgressBar {
     bar
 }
 
-fn vcpus() -> usize {
+/// The CPUs this process may use (1 when unknown).
+pub(crate) fn vcpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -472,9 +473,7 @@ async fn imds_mock(args: MockArgs) -> i32 {
             return exit::FAILURE;
         }
     };
-    crate::outln!("{}", server.url);
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    crate::outln!("{}", server.url); // flushed: a parent reads the URL from a pipe
     tracing::info!(url = %server.url, "imds-mock serving");
     wait_for_signal().await;
     shutdown.cancel();

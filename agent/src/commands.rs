@@ -176,7 +176,7 @@ pub async fn scan(args: ScanArgs) -> i32 {
         records_per_job: args.records_per_job,
         skip_bad_objects: false,
     };
-    let parallel = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parallel = 2 * crate::cli::vcpus();
     let bar = progress_bar(0, "jobs");
     let r = crate::scan::scan(&source, &opts, parallel, &|done, total| {
         bar.set_length(total);
