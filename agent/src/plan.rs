@@ -35,6 +35,17 @@ pub struct Manifest {
     pub jobs: Vec<String>,
 }
 
+/// The manifest under `results`, `Ok(None)` when nothing was planned there.
+pub async fn read_manifest(results: &Store) -> Result<Option<Manifest>, String> {
+    match results.get(MANIFEST).await {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| format!("{}{MANIFEST} is not a plan manifest: {e}", results.url())),
+        Err(crate::store::StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// One object in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestObject {
@@ -155,7 +166,7 @@ pub async fn plan(
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Manifest, PlanError> {
     if !force {
-        match results.get(MANIFEST).await {
+        match results.head(MANIFEST).await {
             Ok(_) => return Err(PlanError::Exists(format!("{}{MANIFEST}", results.url()))),
             Err(crate::store::StoreError::NotFound(_)) => {}
             Err(e) => return Err(PlanError::Io(e.to_string())),

@@ -6,12 +6,16 @@
 
 use std::collections::BTreeSet;
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::job;
-use crate::plan::{Manifest, MANIFEST};
+use crate::plan::MANIFEST;
 use crate::process::{ByPartition, Merged, ProcessorKind};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+
+/// Result documents read at once.
+const RESULT_READS_AT_ONCE: usize = 32;
 
 /// Folder of instance summaries under the results prefix.
 pub const INSTANCES: &str = "_instances/";
@@ -58,34 +62,43 @@ impl Reduced {
 
 /// Reads the manifest, every result and every instance summary under `results`.
 pub async fn reduce(results: &Store) -> Result<Reduced, String> {
-    let manifest = match results.get(MANIFEST).await {
-        Ok(b) => serde_json::from_slice::<Manifest>(&b)
-            .map_err(|e| format!("{}{MANIFEST} is not a plan manifest: {e}", results.url()))?,
-        Err(StoreError::NotFound(_)) => {
+    let manifest = match crate::plan::read_manifest(results).await? {
+        Some(m) => m,
+        None => {
             return Err(format!(
                 "no {MANIFEST} under {}: run `rangefleet plan` with this --results first",
                 results.url()
             ))
         }
-        Err(e) => return Err(e.to_string()),
     };
     let kind: ProcessorKind = manifest.processor.parse()?;
     let planned: BTreeSet<&str> = manifest.jobs.iter().map(String::as_str).collect();
     let listing = results.list().await.map_err(|e| e.to_string())?;
-    let mut merged = ByPartition::new(kind);
-    let mut seen = BTreeSet::new();
     let mut unexpected = Vec::new();
+    let mut wanted = Vec::new();
     for obj in &listing {
         let Some(id) = job::job_id_of_result(&obj.key) else {
             continue;
         };
-        if !planned.contains(id.as_str()) {
+        if planned.contains(id.as_str()) {
+            wanted.push((id, obj.key.as_str()));
+        } else {
             unexpected.push(id);
-            continue;
         }
-        let body = results.get(&obj.key).await.map_err(|e| e.to_string())?;
-        let doc: Value = serde_json::from_slice(&body)
-            .map_err(|e| format!("result {} is not JSON: {e}", obj.key))?;
+    }
+    // Many small GETs: a few at once, merged in listing order.
+    let mut bodies = futures::stream::iter(wanted)
+        .map(|(id, key)| async move {
+            let body = results.get(key).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((id, key, body))
+        })
+        .buffered(RESULT_READS_AT_ONCE);
+    let mut merged = ByPartition::new(kind);
+    let mut seen = BTreeSet::new();
+    while let Some(r) = bodies.next().await {
+        let (id, key, body) = r?;
+        let doc: Value =
+            serde_json::from_slice(&body).map_err(|e| format!("result {key} is not JSON: {e}"))?;
         merged.add(&id, &doc["output"])?;
         seen.insert(id);
     }

@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::exit;
-use crate::plan::{Manifest, MANIFEST};
+use crate::plan::MANIFEST;
 use crate::queue::QueueStats;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// `rangefleet status`.
 #[derive(Debug, Args)]
@@ -67,16 +67,14 @@ pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRo
 
 /// Planned jobs (from `_plan.json`) against result documents under `results`.
 pub async fn progress(results: &Store) -> Result<Progress, String> {
-    let manifest: Manifest = match results.get(MANIFEST).await {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| format!("{}{MANIFEST} is not a plan manifest: {e}", results.url()))?,
-        Err(StoreError::NotFound(_)) => {
+    let manifest = match crate::plan::read_manifest(results).await? {
+        Some(m) => m,
+        None => {
             return Err(format!(
                 "no {MANIFEST} under {}: nothing planned there yet",
                 results.url()
             ))
         }
-        Err(e) => return Err(e.to_string()),
     };
     let planned: BTreeSet<&str> = manifest.jobs.iter().map(String::as_str).collect();
     let mut done = 0;
