@@ -42,12 +42,48 @@ impl FullJitter {
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
-        let nanos = ceiling.as_nanos().min(u64::MAX as u128) as u64;
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(rand::rng().random_range(0..nanos))
+        uniform(ceiling)
     }
+
+    /// Back to the first, shortest pause (after a success).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// Calls `op` until it succeeds or `again(&error, attempts_so_far, next_pause)` says
+    /// to stop, sleeping the next pause between attempts. Returns the last result and
+    /// the number of calls made.
+    pub async fn retry<T, E, Fut>(
+        &mut self,
+        mut op: impl FnMut() -> Fut,
+        mut again: impl FnMut(&E, u32, Duration) -> bool,
+    ) -> (Result<T, E>, u32)
+    where
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let e = match op().await {
+                Ok(v) => return (Ok(v), attempts),
+                Err(e) => e,
+            };
+            let pause = self.next_delay();
+            if !again(&e, attempts, pause) {
+                return (Err(e), attempts);
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// A pause uniform in `[0, max)` (zero when `max` is zero).
+pub fn uniform(max: Duration) -> Duration {
+    let nanos = max.as_nanos().min(u64::MAX as u128) as u64;
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rand::rng().random_range(0..nanos))
 }
 
 #[cfg(test)]
@@ -68,6 +104,38 @@ mod tests {
             ceilings,
             [250, 500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_stops_when_told_and_counts_the_calls() {
+        let mut b = FullJitter::new(Duration::from_millis(10), Duration::from_millis(10));
+        let mut calls = 0;
+        let (r, n) = b
+            .retry(
+                || {
+                    calls += 1;
+                    let c = calls;
+                    async move {
+                        if c < 3 {
+                            Err(c)
+                        } else {
+                            Ok(c)
+                        }
+                    }
+                },
+                |_, _, _| true,
+            )
+            .await;
+        assert_eq!((r, n), (Ok(3), 3));
+        let (r, n) = b
+            .retry(
+                || async { Err::<(), _>("no") },
+                |_, attempts, _| attempts < 2,
+            )
+            .await;
+        assert_eq!((r, n), (Err("no"), 2));
+        b.reset();
+        assert_eq!(b.ceiling(), Duration::from_millis(10));
     }
 
     #[test]

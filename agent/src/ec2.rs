@@ -273,18 +273,19 @@ impl Ec2 {
     ) -> Result<String, Ec2Error> {
         let mut backoff =
             crate::backoff::FullJitter::new(Duration::from_millis(200), Duration::from_secs(5));
-        let mut attempt = 1;
-        loop {
-            match self.call(action, params).await {
-                Err(e) if e.retryable() && attempt < 3 => {
-                    let pause = backoff.next_delay();
-                    tracing::debug!(action, attempt, ?pause, error = %e, "EC2: retrying");
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        let (result, _) = backoff
+            .retry(
+                || self.call(action, params),
+                |e: &Ec2Error, attempt, pause| {
+                    let again = e.retryable() && attempt < 3;
+                    if again {
+                        tracing::debug!(action, attempt, ?pause, error = %e, "EC2: retrying");
+                    }
+                    again
+                },
+            )
+            .await;
+        result
     }
 
     /// One signed POST of `Action=action&Version=…&params`; the body of a 2xx answer.

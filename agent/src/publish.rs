@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::time::Instant;
 
 use crate::backoff::FullJitter;
@@ -120,27 +119,32 @@ pub async fn publish(
     if tags.is_empty() {
         return Published::Nothing;
     }
-    let jitter_nanos = settings.jitter.as_nanos().min(u64::MAX as u128) as u64;
-    if jitter_nanos > 0 {
-        let wait = Duration::from_nanos(rand::rng().random_range(0..jitter_nanos));
+    let wait = crate::backoff::uniform(settings.jitter);
+    if !wait.is_zero() {
         tracing::debug!(?wait, "tag publishing: waiting before CreateTags");
         tokio::time::sleep(wait).await;
     }
     let started = Instant::now();
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let e = match client.create_tags(&identity.instance_id, &tags).await {
-            Ok(_) => return Published::Done { attempts },
-            Err(e) => e,
-        };
-        let error = format!("CreateTags on {} failed: {e}", identity.instance_id);
-        let pause = settings.backoff.next_delay();
-        if !e.retryable() || started.elapsed() + pause > settings.give_up {
-            return Published::GaveUp { attempts, error };
-        }
-        tracing::debug!(attempts, ?pause, %error, "tag publishing: retrying");
-        tokio::time::sleep(pause).await;
+    let give_up = settings.give_up;
+    let (result, attempts) = settings
+        .backoff
+        .retry(
+            || client.create_tags(&identity.instance_id, &tags),
+            |e: &crate::ec2::Ec2Error, attempts, pause| {
+                let again = e.retryable() && started.elapsed() + pause <= give_up;
+                if again {
+                    tracing::debug!(attempts, ?pause, error = %e, "tag publishing: retrying");
+                }
+                again
+            },
+        )
+        .await;
+    match result {
+        Ok(()) => Published::Done { attempts },
+        Err(e) => Published::GaveUp {
+            attempts,
+            error: format!("CreateTags on {} failed: {e}", identity.instance_id),
+        },
     }
 }
 
