@@ -225,18 +225,14 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         if control.is_stopped() {
             break;
         }
-        let paused = *ctx.paused_until.lock().unwrap();
-        if let Some(until) = paused {
-            if Instant::now() < until {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(until) => {}
-                    _ = control.stop.cancelled() => break,
-                }
-                continue;
+        if let Some(until) = paused_until(&ctx) {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = control.stop.cancelled() => break,
             }
+            continue;
         }
-        if ctx.settings.until_empty && tracker.is_empty() && queue_is_empty(&ctx).await {
-            tracing::info!("queue is empty; exiting as --until-empty asks");
+        if done_when_empty(&ctx, &tracker).await {
             break;
         }
         let first = tokio::select! {
@@ -263,14 +259,12 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         match leased {
             Ok(leases) if leases.is_empty() => {
                 drop(permits);
-                if ctx.settings.until_empty && tracker.is_empty() && queue_is_empty(&ctx).await {
-                    tracing::info!("queue is empty; exiting as --until-empty asks");
+                if done_when_empty(&ctx, &tracker).await {
                     break;
                 }
             }
             Ok(leases) => {
-                queue_backoff =
-                    FullJitter::new(Duration::from_millis(200), Duration::from_secs(30));
+                queue_backoff.reset();
                 for (lease, permit) in leases.into_iter().zip(permits) {
                     if control.is_stopped() {
                         release(&ctx, &lease, "leased as the agent began to drain").await;
@@ -345,12 +339,26 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
     })
 }
 
-/// True while a fault's pause is in effect.
-fn is_paused(ctx: &Ctx) -> bool {
+/// When a fault's pause in effect ends; `None` when none is.
+fn paused_until(ctx: &Ctx) -> Option<Instant> {
     ctx.paused_until
         .lock()
         .unwrap()
-        .is_some_and(|until| Instant::now() < until)
+        .filter(|until| Instant::now() < *until)
+}
+
+/// True while a fault's pause is in effect.
+fn is_paused(ctx: &Ctx) -> bool {
+    paused_until(ctx).is_some()
+}
+
+/// With `--until-empty`: true (and logged) once nothing runs here and the queue is empty.
+async fn done_when_empty(ctx: &Ctx, tracker: &TaskTracker) -> bool {
+    let done = ctx.settings.until_empty && tracker.is_empty() && queue_is_empty(ctx).await;
+    if done {
+        tracing::info!("queue is empty; exiting as --until-empty asks");
+    }
+    done
 }
 
 /// One turn of the loop: WATCHDOG=1 and a STATUS line for `systemctl status`.
