@@ -148,11 +148,16 @@ impl Store {
         if !url.ends_with('/') {
             url.push('/');
         }
+        Store::at(inner, Path::default(), url, None)
+    }
+
+    /// A store at `base` (named `url`), on one object when `single` names it.
+    fn at(inner: Arc<dyn ObjectStore>, base: Path, url: String, single: Option<String>) -> Store {
         Store {
             inner,
-            base: Path::default(),
+            base,
             url,
-            single: None,
+            single,
             chunk_size: None,
         }
     }
@@ -193,17 +198,7 @@ impl Store {
     /// `_instances/`, `_expected.json`, dot-files). Opened on one object, just that one.
     pub async fn list(&self) -> Result<Vec<ObjectInfo>, StoreError> {
         if let Some(name) = &self.single {
-            let path = self.path(name)?;
-            let meta = self
-                .inner
-                .head(&path)
-                .await
-                .map_err(|e| classify(&e, &self.describe(name)))?;
-            return Ok(vec![ObjectInfo {
-                key: name.clone(),
-                size: meta.size,
-                etag: meta.e_tag,
-            }]);
+            return Ok(vec![self.head(name).await?]);
         }
         self.list_prefix(&self.base).await
     }
@@ -294,9 +289,11 @@ impl Store {
             GetResultPayload::File(file, _) => {
                 let file = Arc::new(file);
                 let mut offset = bytes.start;
-                let mut buf = Vec::with_capacity(FILE_READ_CHUNK);
+                // Whole records per read, so no record is carried across two reads.
+                let chunk = (FILE_READ_CHUNK / record_length).max(1) * record_length;
+                let mut buf = Vec::with_capacity(chunk);
                 while offset < bytes.end {
-                    let n = (bytes.end - offset).min(FILE_READ_CHUNK as u64) as usize;
+                    let n = (bytes.end - offset).min(chunk as u64) as usize;
                     let f = Arc::clone(&file);
                     let (back, read) = tokio::task::spawn_blocking(move || {
                         let r = pread(&f, offset, n, &mut buf);
@@ -592,22 +589,10 @@ fn open_file(url: &str, parsed: &Url) -> Result<Store, StoreError> {
             .to_string();
         let parent = fs_path.parent().unwrap_or(std::path::Path::new("/"));
         let (base, url) = dir_url(parent)?;
-        return Ok(Store {
-            inner,
-            base,
-            url,
-            single: Some(name),
-            chunk_size: None,
-        });
+        return Ok(Store::at(inner, base, url, Some(name)));
     }
     let (base, url) = dir_url(&fs_path)?;
-    Ok(Store {
-        inner,
-        base,
-        url,
-        single: None,
-        chunk_size: None,
-    })
+    Ok(Store::at(inner, base, url, None))
 }
 
 async fn open_http(url: &str, parsed: &Url) -> Result<Store, StoreError> {
@@ -650,13 +635,7 @@ pub(crate) async fn split_single(
         } else {
             format!("{root_url}{dir}/")
         };
-        Ok(Store {
-            inner: Arc::clone(&inner),
-            base,
-            url,
-            single,
-            chunk_size: None,
-        })
+        Ok(Store::at(Arc::clone(&inner), base, url, single))
     };
     if !is_dir && !prefix.is_empty() {
         if let Ok(p) = Path::parse(prefix) {
