@@ -66,7 +66,11 @@ pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, 
             Duration::from_secs(20)
         },
         inputs: config.inputs.clone(),
-        exec: config.processors.exec.clone(),
+        exec: config
+            .processors
+            .exec
+            .as_ref()
+            .map(crate::process::exec::ExecSpec::from),
         drain_margin: Duration::from_secs(config.spot.drain_margin_seconds),
         until_empty: agent.until_empty,
     };

@@ -25,7 +25,6 @@ use tracing::Instrument;
 
 use crate::allow::AllowList;
 use crate::backoff::FullJitter;
-use crate::config::ExecConfig;
 use crate::identity::Identity;
 use crate::job::{self, BadJob, Job};
 use crate::process::{exec, Accumulator, ProcessorKind};
@@ -63,7 +62,7 @@ pub struct Settings {
     /// Allowed source prefixes.
     pub inputs: Vec<String>,
     /// The exec processor, when configured.
-    pub exec: Option<ExecConfig>,
+    pub exec: Option<exec::ExecSpec>,
     /// Jobs expected to end later than this before a drain deadline are released.
     pub drain_margin: Duration,
     /// Exit once the queue has nothing visible or in flight (batch runs, the demo).
@@ -552,7 +551,7 @@ async fn process(
             Ok((acc.output(), bytes))
         }
         None => {
-            let cfg = ctx
+            let spec = ctx
                 .settings
                 .exec
                 .as_ref()
@@ -572,7 +571,7 @@ async fn process(
                     serde_json::to_string(&job.partition).unwrap_or_default(),
                 ),
             ];
-            let output = exec::run_exec(cfg, &buf, &env)
+            let output = exec::run_exec(spec, &buf, &env)
                 .await
                 .map_err(|e| JobError::Exec(e.to_string()))?;
             Ok((output, bytes))

@@ -43,12 +43,6 @@ impl From<&ExecConfig> for ExecSpec {
     }
 }
 
-impl From<&ExecSpec> for ExecSpec {
-    fn from(s: &ExecSpec) -> ExecSpec {
-        s.clone()
-    }
-}
-
 /// How a run failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecFailure {
@@ -104,15 +98,14 @@ fn tail_suffix(t: &str) -> String {
     }
 }
 
-/// Runs `cfg`'s command with `records` on stdin and `env` (e.g. `RANGEFLEET_JOB_ID`,
+/// Runs `spec`'s command with `records` on stdin and `env` (e.g. `RANGEFLEET_JOB_ID`,
 /// `RANGEFLEET_PARTITION`) on top of a minimal environment (`PATH`, `HOME=/tmp`,
 /// `LANG=C.UTF-8`); returns its stdout parsed as one JSON value.
 pub async fn run_exec(
-    cfg: impl Into<ExecSpec>,
+    spec: &ExecSpec,
     records: &[u8],
     env: &[(String, String)],
 ) -> Result<Value, ExecError> {
-    let spec: ExecSpec = cfg.into();
     let program = spec.argv.first().cloned().unwrap_or_default();
     let fail = |failure: ExecFailure, tail: &Mutex<Vec<u8>>| ExecError {
         program: program.clone(),
@@ -199,20 +192,14 @@ async fn feed(mut stdin: ChildStdin, records: &[u8]) {
 
 async fn read_limited(r: &mut (impl AsyncRead + Unpin), max: u64) -> Result<Vec<u8>, ExecFailure> {
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = r
-            .read(&mut buf)
-            .await
-            .map_err(|e| ExecFailure::Io(e.to_string()))?;
-        if n == 0 {
-            return Ok(out);
-        }
-        if (out.len() + n) as u64 > max {
-            return Err(ExecFailure::OutputTooLarge(max));
-        }
-        out.extend_from_slice(&buf[..n]);
+    r.take(max.saturating_add(1))
+        .read_to_end(&mut out)
+        .await
+        .map_err(|e| ExecFailure::Io(e.to_string()))?;
+    if out.len() as u64 > max {
+        return Err(ExecFailure::OutputTooLarge(max));
     }
+    Ok(out)
 }
 
 /// Reads stderr to the end, keeping only its last [`STDERR_TAIL`] bytes.
