@@ -200,16 +200,27 @@ pub async fn instance_tags(
 
 /// S3 settings pointing at moto with its test credentials.
 pub fn s3_settings(moto: &Moto) -> S3Settings {
+    s3_settings_at(&moto.endpoint)
+}
+
+/// S3 settings for moto's test credentials at `endpoint` (moto, or a proxy before it).
+pub fn s3_settings_at(endpoint: &str) -> S3Settings {
     S3Settings {
         region: Some("us-east-1".into()),
-        endpoint: Some(moto.endpoint.clone()),
+        endpoint: Some(endpoint.to_string()),
         credentials: Some(("testing".into(), "testing".into())),
     }
 }
 
-/// Uploads every file under `dir` (recursively, names starting with `_` left out) to
-/// `s3_prefix` (`s3://bucket/prefix/`), keys relative to `dir`.
+/// Uploads every file under `dir` (recursively, names starting with `_` or `.` left
+/// out) to `s3_prefix` (`s3://bucket/prefix/`), keys relative to `dir`.
 pub async fn upload_dir(moto: &Moto, dir: &Path, s3_prefix: &str) {
+    upload_tree(moto, dir, s3_prefix, false).await
+}
+
+/// [`upload_dir`], with hidden names (`_expected.json`) too when `hidden`: for tests
+/// that check listings and plans skip them.
+pub async fn upload_tree(moto: &Moto, dir: &Path, s3_prefix: &str, hidden: bool) {
     let store = Store::open_with(s3_prefix, &s3_settings(moto))
         .await
         .expect("open the S3 prefix");
@@ -218,7 +229,7 @@ pub async fn upload_dir(moto: &Moto, dir: &Path, s3_prefix: &str) {
         for e in std::fs::read_dir(&d).expect("read dir") {
             let p = e.expect("dir entry").path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with('_') || name.starts_with('.') {
+            if !hidden && (name.starts_with('_') || name.starts_with('.')) {
                 continue;
             }
             if p.is_dir() {

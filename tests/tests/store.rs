@@ -10,7 +10,8 @@ use rangefleet::gen::{generate, GenOptions};
 use rangefleet::process::taxi::TaxiStats;
 use rangefleet::range::{split, RecordRange};
 use rangefleet::records::RECORD_LENGTH;
-use rangefleet::store::{Expect, PutOutcome, S3Settings, Store, StoreError};
+use rangefleet::store::{Expect, PutOutcome, Store, StoreError};
+use rangefleet_tests::ec2;
 use rangefleet_tests::moto::Moto;
 use rangefleet_tests::nginx::Nginx;
 use rangefleet_tests::proxy::{FaultProxy, Faults};
@@ -37,44 +38,10 @@ fn gen(dir: &Path) -> TaxiStats {
     generate(&opts, &mut |_| {}).expect("gen").expected.total
 }
 
-fn s3_settings(endpoint: &str) -> S3Settings {
-    S3Settings {
-        region: Some("us-east-1".into()),
-        endpoint: Some(endpoint.to_string()),
-        credentials: Some(("testing".into(), "testing".into())),
-    }
-}
-
 /// Creates the bucket on moto and uploads every file under `dir` (hidden ones too).
 async fn upload(moto: &Moto, dir: &Path) {
-    let r = reqwest::Client::new()
-        .put(format!("{}/{BUCKET}", moto.endpoint))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(r.status().is_success(), "create bucket: {}", r.status());
-    let s3 = Store::open_with(&format!("s3://{BUCKET}/"), &s3_settings(&moto.endpoint))
-        .await
-        .unwrap();
-    for (key, path) in files(dir, dir) {
-        s3.put(&key, std::fs::read(path).unwrap().into())
-            .await
-            .unwrap();
-    }
-}
-
-fn files(root: &Path, dir: &Path) -> Vec<(String, std::path::PathBuf)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files(root, &p));
-        } else {
-            let key = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            out.push((key, p));
-        }
-    }
-    out
+    ec2::create_bucket(moto, BUCKET).await;
+    ec2::upload_tree(moto, dir, &format!("s3://{BUCKET}/"), true).await;
 }
 
 /// Reads `range` of `key` into taxi-stats; checks the sink saw whole records only.
@@ -144,9 +111,12 @@ async fn file_s3_and_http_give_identical_taxi_stats() {
     assert_eq!(objects.len(), 4, "_expected.json is skipped: {objects:?}");
     let from_file = scan(&file, &objects, true).await;
 
-    let s3 = Store::open_with(&format!("s3://{BUCKET}/"), &s3_settings(&moto.endpoint))
-        .await
-        .unwrap();
+    let s3 = Store::open_with(
+        &format!("s3://{BUCKET}/"),
+        &ec2::s3_settings_at(&moto.endpoint),
+    )
+    .await
+    .unwrap();
     let s3_objects = s3.list().await.unwrap();
     let keys = |o: &[rangefleet::store::ObjectInfo]| {
         o.iter()
@@ -196,7 +166,7 @@ async fn a_cut_s3_body_resumes_from_the_next_byte() {
         ..Faults::default()
     };
     let proxy = FaultProxy::start(&moto.endpoint, faults).await;
-    let s3 = Store::open_with(&format!("s3://{BUCKET}/"), &s3_settings(&proxy.url))
+    let s3 = Store::open_with(&format!("s3://{BUCKET}/"), &ec2::s3_settings_at(&proxy.url))
         .await
         .unwrap();
     // A middle job with the planned size and ETag, as the agent reads it.
@@ -229,7 +199,7 @@ async fn slow_down_twice_then_success() {
         ..Faults::default()
     };
     let proxy = FaultProxy::start(&moto.endpoint, faults).await;
-    let s3 = Store::open_with(&format!("s3://{BUCKET}/"), &s3_settings(&proxy.url))
+    let s3 = Store::open_with(&format!("s3://{BUCKET}/"), &ec2::s3_settings_at(&proxy.url))
         .await
         .unwrap();
     let got = read(&s3, ONE, &all(RECORDS), None).await.unwrap();
@@ -277,9 +247,12 @@ async fn past_the_end_and_partial_objects_are_permanent() {
         Store::open(&format!("file://{}/", data.0.display()))
             .await
             .unwrap(),
-        Store::open_with(&format!("s3://{BUCKET}/"), &s3_settings(&moto.endpoint))
-            .await
-            .unwrap(),
+        Store::open_with(
+            &format!("s3://{BUCKET}/"),
+            &ec2::s3_settings_at(&moto.endpoint),
+        )
+        .await
+        .unwrap(),
         Store::open(&format!("{}/", nginx.url)).await.unwrap(),
     ];
     let straddles = RecordRange {
@@ -325,9 +298,12 @@ async fn every_chunk_size_gives_the_same_stats() {
     let file = Store::open(&format!("file://{}/", data.0.display()))
         .await
         .unwrap();
-    let s3 = Store::open_with(&format!("s3://{BUCKET}/"), &s3_settings(&moto.endpoint))
-        .await
-        .unwrap();
+    let s3 = Store::open_with(
+        &format!("s3://{BUCKET}/"),
+        &ec2::s3_settings_at(&moto.endpoint),
+    )
+    .await
+    .unwrap();
     for n in [1, 79, 80, 81, 65_537] {
         for s in [&file, &s3] {
             let got = read(&s.clone().with_chunk_size(n), ONE, &all(RECORDS), None)
@@ -349,7 +325,7 @@ async fn put_create_twice_keeps_the_first() {
             .unwrap(),
         Store::open_with(
             &format!("s3://{BUCKET}/results/"),
-            &s3_settings(&moto.endpoint),
+            &ec2::s3_settings_at(&moto.endpoint),
         )
         .await
         .unwrap(),

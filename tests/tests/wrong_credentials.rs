@@ -9,7 +9,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rangefleet::store::{S3Settings, Store, StoreError};
+use rangefleet::store::{Store, StoreError};
+use rangefleet_tests::ec2;
 use rangefleet_tests::fleet::{message, parse_debug_duration, timestamp, Fleet, Gen};
 use rangefleet_tests::moto::Moto;
 use rangefleet_tests::proxy::{FaultProxy, Faults};
@@ -185,36 +186,15 @@ async fn no_job_starts_while_a_fault_pause_is_in_effect() {
 /// Creates the bucket and uploads every file under `dir` to `trips/` (hidden ones
 /// too; plan skips them).
 async fn upload(moto: &Moto, dir: &Path) {
-    let r = reqwest::Client::new()
-        .put(format!("{}/{BUCKET}", moto.endpoint))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(r.status().is_success(), "create bucket: {}", r.status());
-    let s3 = Store::open_with(&format!("s3://{BUCKET}/trips/"), &moto_settings(moto))
-        .await
-        .expect("open the bucket");
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let key = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                s3.put(&key, std::fs::read(&p).unwrap().into())
-                    .await
-                    .expect("upload");
-            }
-        }
-    }
+    ec2::create_bucket(moto, BUCKET).await;
+    ec2::upload_tree(moto, dir, &format!("s3://{BUCKET}/trips/"), true).await;
 }
 
 /// From now on moto checks every request's signature against IAM, so the test
 /// credentials are refused (403 InvalidAccessKeyId).
 async fn enforce_auth(moto: &Moto) {
     moto.enforce_auth().await;
-    let probe = Store::open_with(&format!("s3://{BUCKET}/trips/"), &moto_settings(moto))
+    let probe = Store::open_with(&format!("s3://{BUCKET}/trips/"), &ec2::s3_settings(moto))
         .await
         .expect("open the bucket")
         .get("color=yellow/date=2016-01-01/part-0000.rec")
@@ -223,13 +203,4 @@ async fn enforce_auth(moto: &Moto) {
         matches!(probe, Err(StoreError::Fault(_))),
         "moto should now refuse the test credentials: {probe:?}"
     );
-}
-
-/// S3 straight at moto with the test credentials.
-fn moto_settings(moto: &Moto) -> S3Settings {
-    S3Settings {
-        region: Some("us-east-1".into()),
-        endpoint: Some(moto.endpoint.clone()),
-        credentials: Some(("testing".into(), "testing".into())),
-    }
 }
