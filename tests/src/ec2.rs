@@ -14,17 +14,14 @@ use std::sync::Arc;
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_sqs::types::QueueAttributeName;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use rangefleet::store::{S3Settings, Store};
-
-use tokio::net::TcpListener;
 
 use crate::fleet::AgentProc;
 use crate::moto::Moto;
+use crate::proxy;
 use crate::{rangefleet, ImdsMock};
 
 /// Creates bucket `name` on moto (an unsigned PUT: moto does not check signatures).
@@ -474,8 +471,6 @@ const REQUEST_LIMIT_EXCEEDED: &str =
 impl ThrottleProxy {
     /// Starts one in the current tokio runtime.
     pub async fn start(upstream: &str, action: &str, throttle: u64) -> ThrottleProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
         let throttled = Arc::new(AtomicU64::new(0));
         let passed = Arc::new(AtomicU64::new(0));
         let st = Arc::new(Throttle {
@@ -485,24 +480,9 @@ impl ThrottleProxy {
             seen: AtomicU64::new(0),
             throttled: Arc::clone(&throttled),
             passed: Arc::clone(&passed),
-            client: reqwest::Client::new(),
+            client: proxy::client(),
         });
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = Arc::clone(&st);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        throttle_handle(req, Arc::clone(&st))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (url, task) = proxy::serve(move |req| throttle_handle(req, Arc::clone(&st))).await;
         ThrottleProxy {
             url,
             throttled,
@@ -521,7 +501,7 @@ impl Drop for ThrottleProxy {
 async fn throttle_handle(
     req: Request<Incoming>,
     st: Arc<Throttle>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<proxy::Body>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -537,42 +517,21 @@ async fn throttle_handle(
             return Ok(Response::builder()
                 .status(StatusCode::SERVICE_UNAVAILABLE)
                 .header("content-type", "text/xml")
-                .body(Full::new(Bytes::from_static(
-                    REQUEST_LIMIT_EXCEEDED.as_bytes(),
-                )))
+                .body(proxy::full(REQUEST_LIMIT_EXCEEDED))
                 .expect("response"));
         }
         st.passed.fetch_add(1, Ordering::SeqCst);
     }
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut up = st
-        .client
-        .request(parts.method.clone(), format!("{}{path}", st.upstream));
-    for (k, v) in &parts.headers {
-        if k != hyper::header::HOST && k != hyper::header::CONTENT_LENGTH {
-            up = up.header(k, v);
-        }
-    }
-    let resp = match up.body(body).send().await {
+    let resp = match proxy::forward(&st.client, &st.upstream, &parts, body).await {
         Ok(r) => r,
-        Err(e) => {
-            return Ok(Response::builder()
-                .status(StatusCode::BAD_GATEWAY)
-                .body(Full::new(Bytes::from(format!(
-                    "proxy: upstream failed: {e}"
-                ))))
-                .expect("response"))
-        }
+        Err(bad_gateway) => return Ok(bad_gateway),
     };
     let mut out = Response::builder().status(resp.status());
     for (k, v) in resp.headers() {
-        if k != hyper::header::TRANSFER_ENCODING
-            && k != hyper::header::CONNECTION
-            && k != hyper::header::CONTENT_LENGTH
-        {
+        if !proxy::hop_by_hop(k) {
             out = out.header(k, v);
         }
     }
     let bytes = resp.bytes().await.unwrap_or_default();
-    Ok(out.body(Full::new(bytes)).expect("response"))
+    Ok(out.body(proxy::full(bytes)).expect("response"))
 }

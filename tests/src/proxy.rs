@@ -62,7 +62,8 @@ pub struct FaultProxy {
     task: tokio::task::JoinHandle<()>,
 }
 
-type Body = BoxBody<Bytes, std::io::Error>;
+/// The body every proxy answer has.
+pub type Body = BoxBody<Bytes, std::io::Error>;
 
 const SLOW_DOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
 <Message>Please reduce your request rate.</Message><RequestId>rangefleet-proxy</RequestId></Error>";
@@ -71,35 +72,14 @@ impl FaultProxy {
     /// Starts a proxy to `upstream` (`http://host:port`, no trailing slash) in the
     /// current tokio runtime.
     pub async fn start(upstream: &str, faults: Faults) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let url = format!("http://{}", listener.local_addr().expect("local addr"));
         let counters = Arc::new(Counters::default());
         let state = Arc::new(State {
             upstream: upstream.trim_end_matches('/').to_string(),
             faults,
             counters: Arc::clone(&counters),
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("reqwest client"),
+            client: client(),
         });
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = Arc::clone(&state);
-                tokio::spawn(async move {
-                    let svc =
-                        hyper::service::service_fn(move |req| handle(req, Arc::clone(&state)));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (url, task) = serve(move |req| handle(req, Arc::clone(&state))).await;
         FaultProxy {
             url,
             counters,
@@ -129,11 +109,71 @@ impl Drop for FaultProxy {
     }
 }
 
-fn full(b: impl Into<Bytes>) -> Body {
+/// Serves `handler` over HTTP/1 on a free port of 127.0.0.1, in the current tokio
+/// runtime; returns `http://127.0.0.1:PORT` and the accept loop (abort it to stop).
+pub async fn serve<H, Fut>(handler: H) -> (String, tokio::task::JoinHandle<()>)
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let url = format!("http://{}", listener.local_addr().expect("local addr"));
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handler))
+                    .await;
+            });
+        }
+    });
+    (url, task)
+}
+
+/// The HTTP client a proxy forwards with: redirects are the client's business.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("reqwest client")
+}
+
+/// Sends a received request on to `upstream` (`http://host:port`), end-to-end headers
+/// only; `Err` is a 502 to answer with.
+pub async fn forward(
+    client: &reqwest::Client,
+    upstream: &str,
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<reqwest::Response, Response<Body>> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut up = client.request(parts.method.clone(), format!("{upstream}{path}"));
+    for (k, v) in &parts.headers {
+        if !hop_by_hop(k) {
+            up = up.header(k, v);
+        }
+    }
+    up.body(body).send().await.map_err(|e| {
+        Response::builder()
+            .status(StatusCode::BAD_GATEWAY)
+            .body(full(format!("proxy: upstream failed: {e}")))
+            .expect("response")
+    })
+}
+
+/// A whole body.
+pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
-fn hop_by_hop(name: &HeaderName) -> bool {
+/// Headers that belong to one connection, not to the request or answer.
+pub fn hop_by_hop(name: &HeaderName) -> bool {
     name == CONNECTION
         || name == TRANSFER_ENCODING
         || name == HOST
@@ -171,24 +211,9 @@ async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<Body>
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut up = st
-        .client
-        .request(parts.method.clone(), format!("{}{path}", st.upstream));
-    for (k, v) in &parts.headers {
-        if !hop_by_hop(k) {
-            up = up.header(k, v);
-        }
-    }
-    let resp = match up.body(body).send().await {
+    let resp = match forward(&st.client, &st.upstream, &parts, body).await {
         Ok(r) => r,
-        Err(e) => {
-            let resp = Response::builder()
-                .status(StatusCode::BAD_GATEWAY)
-                .body(full(format!("proxy: upstream failed: {e}")))
-                .expect("response");
-            return Ok(resp);
-        }
+        Err(bad_gateway) => return Ok(bad_gateway),
     };
     let mut out = Response::builder().status(resp.status());
     for (k, v) in resp.headers() {
