@@ -245,6 +245,65 @@ pub async fn upload_tree(moto: &Moto, dir: &Path, s3_prefix: &str, hidden: bool)
     }
 }
 
+/// Where [`gen_upload_plan`] put things.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The generated data on disk (with its `_expected.json`).
+    pub data: PathBuf,
+    /// `s3://bucket/trips/`: the uploaded data.
+    pub source: String,
+    /// `s3://bucket/results/<run>/`: where the plan wrote `_plan.json`.
+    pub results: String,
+}
+
+/// `rangefleet gen --out <dir>/data <gen_args>`, uploaded to `s3://<bucket>/trips/`,
+/// then `rangefleet plan` of `processor` jobs of `per_job` records onto `queue`, with
+/// results under `s3://<bucket>/results/<run>/`. The bucket must exist.
+#[allow(clippy::too_many_arguments)]
+pub async fn gen_upload_plan(
+    moto: &Moto,
+    bucket: &str,
+    dir: &Path,
+    gen_args: &[&str],
+    queue: &str,
+    run: &str,
+    processor: &str,
+    per_job: u64,
+) -> Planned {
+    let data = dir.join("data");
+    let out = rangefleet()
+        .args(["gen", "--out", data.to_str().expect("UTF-8 path")])
+        .args(gen_args)
+        .output()
+        .expect("run rangefleet gen");
+    assert!(out.status.success(), "gen failed: {out:?}");
+    let source = format!("s3://{bucket}/trips/");
+    let results = format!("s3://{bucket}/results/{run}/");
+    upload_dir(moto, &data, &source).await;
+    let per_job = per_job.to_string();
+    let (code, _, err) = run_cli(
+        moto,
+        &[
+            "plan",
+            &source,
+            "--queue",
+            queue,
+            "--results",
+            &results,
+            "--processor",
+            processor,
+            "--records-per-job",
+            &per_job,
+        ],
+    );
+    assert_eq!(code, 0, "plan failed: {err}");
+    Planned {
+        data,
+        source,
+        results,
+    }
+}
+
 /// An agent config (DESIGN 5.4), written as the Terraform module writes it: JSON is YAML,
 /// and `yamlencode` quotes every string the same way.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use rangefleet_tests::ec2::{self, run_cli, AgentConfig, AgentOptions, Worker};
 use rangefleet_tests::fleet::message;
 use rangefleet_tests::moto::Moto;
 use rangefleet_tests::proxy::{FaultProxy, Faults};
-use rangefleet_tests::{rangefleet, TempDir};
+use rangefleet_tests::TempDir;
 use serde_json::Value;
 
 const BUCKET: &str = "trips-data";
@@ -39,21 +39,6 @@ struct Run {
     planned: usize,
 }
 
-/// `gen` into a temporary folder: `colors` × 2 days × `records` records, every 53rd bad.
-fn gen(dir: &TempDir, colors: &str, records: u64, bad: bool) -> std::path::PathBuf {
-    let data = dir.0.join("data");
-    let mut cmd = rangefleet();
-    cmd.args(["gen", "--out", data.to_str().unwrap(), "--colors", colors])
-        .args(["--days", "2016-01-01..2016-01-02"])
-        .args(["--records", &records.to_string()]);
-    if bad {
-        cmd.args(["--bad-every", "53"]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "gen failed: {out:?}");
-    data
-}
-
 impl Run {
     /// Moto, a bucket, queues, gen data uploaded, and a plan of `processor` jobs of
     /// `per_job` records each.
@@ -64,27 +49,28 @@ impl Run {
         let (queue, dlq) = ec2::create_queues(&sdk, &format!("{tag}-jobs")).await;
         let dir = TempDir::new(tag);
         let exec = processor == "exec";
-        let data = gen(&dir, "yellow,green", records, !exec);
+        // Every 53rd record bad, except for exec (its script reads every record).
+        let records_arg = records.to_string();
+        let mut gen_args = vec![
+            "--colors",
+            "yellow,green",
+            "--days",
+            "2016-01-01..2016-01-02",
+            "--records",
+            &records_arg,
+        ];
+        if !exec {
+            gen_args.extend(["--bad-every", "53"]);
+        }
+        let ec2::Planned {
+            data,
+            source,
+            results,
+        } = ec2::gen_upload_plan(
+            &moto, BUCKET, &dir.0, &gen_args, &queue, "run-1", processor, per_job,
+        )
+        .await;
         let expected = rangefleet_tests::fleet::read_json(&data.join("_expected.json"));
-        let source = format!("s3://{BUCKET}/trips/");
-        let results = format!("s3://{BUCKET}/results/run-1/");
-        ec2::upload_dir(&moto, &data, &source).await;
-        let (code, _, err) = run_cli(
-            &moto,
-            &[
-                "plan",
-                &source,
-                "--queue",
-                &queue,
-                "--results",
-                &results,
-                "--processor",
-                processor,
-                "--records-per-job",
-                &per_job.to_string(),
-            ],
-        );
-        assert_eq!(code, 0, "plan failed: {err}");
         let planned = (2 * 2 * records).div_ceil(per_job) as usize;
         Run {
             moto,

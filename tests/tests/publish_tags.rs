@@ -9,7 +9,7 @@ use std::time::Duration;
 use rangefleet_tests::ec2::{self, run_cli, AgentConfig, AgentOptions, ThrottleProxy, Worker};
 use rangefleet_tests::fleet::{message, read_json};
 use rangefleet_tests::moto::Moto;
-use rangefleet_tests::{rangefleet, TempDir};
+use rangefleet_tests::TempDir;
 use serde_json::Value;
 
 const BUCKET: &str = "tags-data";
@@ -34,38 +34,30 @@ async fn world(tag: &str) -> World {
     ec2::create_bucket(&moto, BUCKET).await;
     let (queue, _dlq) = ec2::create_queues(&sdk, &format!("{tag}-jobs")).await;
     let dir = TempDir::new(tag);
-    let data = dir.0.join("data");
-    let out = rangefleet()
-        .args(["gen", "--out", data.to_str().unwrap()])
-        .args([
-            "--colors",
-            "yellow,green",
-            "--days",
-            "2016-01-01..2016-01-02",
-        ])
-        .args(["--records", &RECORDS.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let source = format!("s3://{BUCKET}/trips/");
-    let results = format!("s3://{BUCKET}/results/{tag}/");
-    ec2::upload_dir(&moto, &data, &source).await;
-    let (code, _, err) = run_cli(
+    let records = RECORDS.to_string();
+    let gen_args = [
+        "--colors",
+        "yellow,green",
+        "--days",
+        "2016-01-01..2016-01-02",
+        "--records",
+        &records,
+    ];
+    let ec2::Planned {
+        data,
+        source,
+        results,
+    } = ec2::gen_upload_plan(
         &moto,
-        &[
-            "plan",
-            &source,
-            "--queue",
-            &queue,
-            "--results",
-            &results,
-            "--processor",
-            "taxi-stats",
-            "--records-per-job",
-            &PER_JOB.to_string(),
-        ],
-    );
-    assert_eq!(code, 0, "plan failed: {err}");
+        BUCKET,
+        &dir.0,
+        &gen_args,
+        &queue,
+        tag,
+        "taxi-stats",
+        PER_JOB,
+    )
+    .await;
     let config = AgentConfig {
         queue,
         inputs: vec![source],

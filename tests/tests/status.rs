@@ -21,39 +21,25 @@ async fn status_counts_the_queue_the_fleet_and_the_plan_exactly() {
     ec2::create_bucket(&moto, BUCKET).await;
     let (queue_url, _dlq) = ec2::create_queues(&sdk, "status-jobs").await;
     let dir = TempDir::new("status");
-    let data = dir.0.join("data");
-    let out = rangefleet()
-        .args(["gen", "--out", data.to_str().unwrap()])
-        .args([
-            "--colors",
-            "yellow",
-            "--days",
-            "2016-01-01",
-            "--records",
-            "1000",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let source = format!("s3://{BUCKET}/trips/");
-    let results = format!("s3://{BUCKET}/results/run-1/");
-    ec2::upload_dir(&moto, &data, &source).await;
-    let (code, _, err) = run_cli(
+    let gen_args = [
+        "--colors",
+        "yellow",
+        "--days",
+        "2016-01-01",
+        "--records",
+        "1000",
+    ];
+    let ec2::Planned { results, .. } = ec2::gen_upload_plan(
         &moto,
-        &[
-            "plan",
-            &source,
-            "--queue",
-            &queue_url,
-            "--results",
-            &results,
-            "--processor",
-            "taxi-stats",
-            "--records-per-job",
-            "100",
-        ],
-    );
-    assert_eq!(code, 0, "plan failed: {err}");
+        BUCKET,
+        &dir.0,
+        &gen_args,
+        &queue_url,
+        "run-1",
+        "taxi-stats",
+        100,
+    )
+    .await;
 
     // Two of the fleet, launched with the fleet's tag, and one that is not ours.
     let ours = ec2::run_instances(&sdk, 2, &[("fleet", "trips"), ("team", "data")]).await;
