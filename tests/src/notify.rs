@@ -8,7 +8,7 @@
 use std::ffi::OsStr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -168,6 +168,24 @@ pub fn with_own_watchdog_pid(inner: &Command) -> Command {
         &[OsStr::new("-c"), script, OsStr::new("sh")],
         inner,
     )
+}
+
+/// Runs `cmd` (stdout to /dev/null, stderr kept) to its end within `timeout`, asserts
+/// it exited 0, and returns its stderr.
+pub fn run_ok_within(cmd: &mut Command, timeout: Duration) -> String {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the agent");
+    let out = output_within(child, timeout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "agent exited {}:\n{stderr}",
+        out.status
+    );
+    stderr
 }
 
 /// Waits up to `timeout` for `child` to exit and returns its output; kills it and

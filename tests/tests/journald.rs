@@ -12,7 +12,7 @@ use rangefleet::monitor::message_id;
 use rangefleet::queue::sqlite::SqliteQueue;
 use rangefleet::queue::Queue;
 use rangefleet_tests::journal::{in_journal_namespace, valid_field_name, Entry, JournalListener};
-use rangefleet_tests::notify::{output_within, LocalPlan, INSTANCE_ID};
+use rangefleet_tests::notify::{output_within, run_ok_within, LocalPlan, INSTANCE_ID};
 use rangefleet_tests::TempDir;
 
 const RUN_LIMIT: Duration = Duration::from_secs(90);
@@ -59,17 +59,9 @@ fn entries_carry_job_fields_and_stable_message_ids() {
     let journal = JournalListener::bind();
     let mut agent = plan.agent();
     agent.env("RANGEFLEET_LOG_FORMAT", "journald");
-    let child = in_journal_namespace(journal.run_systemd(), &agent)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start unshare");
-    let out = output_within(child, RUN_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "agent exited {}:\n{stderr}",
-        out.status
+    let stderr = run_ok_within(
+        &mut in_journal_namespace(journal.run_systemd(), &agent),
+        RUN_LIMIT,
     );
     assert!(
         !stderr.contains("journald unavailable"),
@@ -180,18 +172,7 @@ fn without_a_journal_socket_logs_go_to_stderr_after_one_warning() {
     let empty = TempDir::new("journald-empty");
     let mut agent = plan.agent();
     agent.env("RANGEFLEET_LOG_FORMAT", "journald");
-    let child = in_journal_namespace(&empty.0, &agent)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start unshare");
-    let out = output_within(child, RUN_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "agent exited {}:\n{stderr}",
-        out.status
-    );
+    let stderr = run_ok_within(&mut in_journal_namespace(&empty.0, &agent), RUN_LIMIT);
     assert_eq!(
         stderr.matches("journald unavailable").count(),
         1,

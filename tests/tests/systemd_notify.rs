@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rangefleet_tests::notify::{
-    output_within, with_own_watchdog_pid, LocalPlan, Notification, NotifyListener,
+    output_within, run_ok_within, with_own_watchdog_pid, LocalPlan, Notification, NotifyListener,
 };
 
 /// The watchdog interval the tests give the agent: short, so a missed ping shows.
@@ -105,18 +105,7 @@ fn ready_then_status_and_watchdog_then_stopping() {
     agent
         .env("NOTIFY_SOCKET", notify.path())
         .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string());
-    let child = with_own_watchdog_pid(&agent)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the agent");
-    let out = output_within(child, RUN_LIMIT);
-    assert!(
-        out.status.success(),
-        "agent exited {}:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok_within(&mut with_own_watchdog_pid(&agent), RUN_LIMIT);
     // Every datagram was sent before the agent exited; wait only for the listener.
     notify
         .wait_for_line("STOPPING=1", Duration::from_secs(5))
@@ -128,22 +117,13 @@ fn ready_then_status_and_watchdog_then_stopping() {
 fn no_watchdog_pings_when_the_watchdog_is_for_another_process() {
     let plan = LocalPlan::new("notify-otherpid", "taxi-stats", 200, 100, 2, "");
     let notify = NotifyListener::bind();
-    let child = plan
-        .agent()
-        .env("NOTIFY_SOCKET", notify.path())
-        .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string())
-        // pid 1 is never the agent: sd_watchdog_enabled(3) says the watchdog is not ours.
-        .env("WATCHDOG_PID", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the agent");
-    let out = output_within(child, RUN_LIMIT);
-    assert!(
-        out.status.success(),
-        "agent exited {}:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    run_ok_within(
+        plan.agent()
+            .env("NOTIFY_SOCKET", notify.path())
+            .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string())
+            // pid 1 is never the agent: sd_watchdog_enabled(3) says the watchdog is not ours.
+            .env("WATCHDOG_PID", "1"),
+        RUN_LIMIT,
     );
     notify
         .wait_for_line("STOPPING=1", Duration::from_secs(5))
@@ -190,18 +170,7 @@ fn watchdog_pings_continue_while_a_long_job_runs() {
     agent
         .env("NOTIFY_SOCKET", notify.path())
         .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string());
-    let child = with_own_watchdog_pid(&agent)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the agent");
-    let out = output_within(child, RUN_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "agent exited {}:\n{stderr}",
-        out.status
-    );
+    let stderr = run_ok_within(&mut with_own_watchdog_pid(&agent), RUN_LIMIT);
     let job = started
         .wait_for_line("STARTED=1", Duration::from_secs(5))
         .unwrap_or_else(|| panic!("the job ran:\n{stderr}"));
