@@ -134,7 +134,7 @@ async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
             "127.0.0.1:0".parse().expect("a socket address"),
             MockOptions {
                 userdata: Some(userdata.clone().into()),
-                instance_id: format!("i-0de30000000000{i:03}"),
+                instance_id: instance(i),
                 availability_zone: ["us-east-1a", "us-east-1b", "us-east-1c"][i % 3].into(),
                 launch_index: i as u32,
                 ..MockOptions::default()
@@ -197,7 +197,7 @@ async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
 
     let reduced = crate::reduce::reduce(&results).await?;
     crate::outln!();
-    for s in crate::reduce::instance_summaries(&results).await? {
+    for s in &reduced.instances {
         crate::outln!(
             "  {}  done {:>4}  released {:>2}  redone {:>2}  {}",
             s["instance_id"].as_str().unwrap_or("?"),

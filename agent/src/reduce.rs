@@ -35,6 +35,8 @@ pub struct Reduced {
     pub unexpected: Vec<String>,
     /// Second writes refused by the store, from the instance summaries.
     pub redone: u64,
+    /// The instance summaries (`_instances/<id>.json`), in key order.
+    pub instances: Vec<Value>,
 }
 
 impl Reduced {
@@ -108,8 +110,8 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
         .filter(|j| !seen.contains(j.as_str()))
         .cloned()
         .collect();
-    let redone = instance_summaries(results)
-        .await?
+    let instances = instance_summaries(results).await?;
+    let redone = instances
         .iter()
         .map(|s| s["redone"].as_u64().unwrap_or(0))
         .sum();
@@ -120,6 +122,7 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
         missing,
         unexpected,
         redone,
+        instances,
     })
 }
 
