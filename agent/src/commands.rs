@@ -91,27 +91,32 @@ pub struct AgentArgs {
     pub until_empty: bool,
 }
 
-async fn open_store(url: &str, what: &str) -> Result<Store, i32> {
-    Store::open(url).await.map_err(|e| {
-        eprintln!("error: {what} {url}: {e}");
-        exit::USAGE
-    })
+/// Opens the store at `url`, or says why not (`what` names it: source, results).
+pub(crate) async fn open_store(url: &str, what: &str) -> Option<Store> {
+    Store::open(url)
+        .await
+        .map_err(|e| eprintln!("error: {what} {url}: {e}"))
+        .ok()
+}
+
+/// Opens the queue at `url`, or says why not.
+pub(crate) async fn open_queue(url: &str) -> Option<std::sync::Arc<dyn crate::queue::Queue>> {
+    crate::queue::open(url, None)
+        .await
+        .map_err(|e| eprintln!("error: queue {url}: {e}"))
+        .ok()
 }
 
 /// `plan`.
 pub async fn plan(args: PlanArgs) -> i32 {
-    let Ok(source) = open_store(&args.source, "source").await else {
+    let Some(source) = open_store(&args.source, "source").await else {
         return exit::USAGE;
     };
-    let Ok(results) = open_store(&args.results, "results").await else {
+    let Some(results) = open_store(&args.results, "results").await else {
         return exit::USAGE;
     };
-    let queue = match crate::queue::open(&args.queue, None).await {
-        Ok(q) => q,
-        Err(e) => {
-            eprintln!("error: queue {}: {e}", args.queue);
-            return exit::USAGE;
-        }
+    let Some(queue) = open_queue(&args.queue).await else {
+        return exit::USAGE;
     };
     let opts = PlanOptions {
         source: args.source.clone(),
@@ -166,7 +171,7 @@ pub async fn plan(args: PlanArgs) -> i32 {
 
 /// `scan`.
 pub async fn scan(args: ScanArgs) -> i32 {
-    let Ok(source) = open_store(&args.source, "source").await else {
+    let Some(source) = open_store(&args.source, "source").await else {
         return exit::USAGE;
     };
     let opts = PlanOptions {
@@ -203,7 +208,7 @@ pub async fn scan(args: ScanArgs) -> i32 {
 
 /// `reduce`.
 pub async fn reduce(args: ReduceArgs) -> i32 {
-    let Ok(results) = open_store(&args.results, "results").await else {
+    let Some(results) = open_store(&args.results, "results").await else {
         return exit::USAGE;
     };
     match crate::reduce::reduce(&results).await {

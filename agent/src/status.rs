@@ -98,12 +98,8 @@ pub async fn progress(results: &Store) -> Result<Progress, String> {
 
 /// Runs `status`; returns the exit code.
 pub async fn run(args: StatusArgs) -> i32 {
-    let queue = match crate::queue::open(&args.queue, None).await {
-        Ok(q) => q,
-        Err(e) => {
-            eprintln!("error: queue {}: {e}", args.queue);
-            return exit::USAGE;
-        }
+    let Some(queue) = crate::commands::open_queue(&args.queue).await else {
+        return exit::USAGE;
     };
     let stats = match queue.stats().await {
         Ok(s) => s,
@@ -129,12 +125,8 @@ pub async fn run(args: StatusArgs) -> i32 {
     let progress = match &args.results {
         None => None,
         Some(url) => {
-            let store = match Store::open(url).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: results {url}: {e}");
-                    return exit::USAGE;
-                }
+            let Some(store) = crate::commands::open_store(url, "results").await else {
+                return exit::USAGE;
             };
             match progress(&store).await {
                 Ok(p) => Some(p),
