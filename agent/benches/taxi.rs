@@ -6,10 +6,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rangefleet::gen::generate_in_memory;
+use rangefleet::operator::gen::generate_in_memory;
 use rangefleet::process::count::CountStats;
+use rangefleet::process::taxi::record::RECORD_LENGTH;
 use rangefleet::process::taxi::{kernel_name, TaxiStats};
-use rangefleet::records::RECORD_LENGTH;
 
 /// 64 MiB of whole records, one bad record in a thousand.
 const RECORDS: u64 = (64 << 20) / RECORD_LENGTH as u64;

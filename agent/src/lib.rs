@@ -1,38 +1,31 @@
 //! rangefleet: range-read fixed-length records out of partitioned data on EC2 spot fleets.
 //!
-//! The folder layout is the architecture (see docs/architecture.md):
-//! `imds` asks the instance who it is, `userdata` + `config` + `tags` turn its user-data
-//! into what to do, `store` reads record ranges, `process` turns records into results,
-//! `queue` hands out jobs.
+//! The folder layout is the architecture (see docs/architecture.md). Imports only go
+//! downward through these layers:
+//!
+//! | layer | modules | what it is |
+//! |---|---|---|
+//! | the command line | [`cli`] | one file per subcommand: its arguments and its handler |
+//! | the operator side | [`operator`] | `plan`, `scan`, `reduce`, `status`, `gen`, `demo` |
+//! | an instance's control plane | [`instance`] | the composition root, worker, monitor, systemd, tag publishing |
+//! | the boot phase | [`boot`] | identity, user-data, config, tags, from IMDS alone |
+//! | the seams | [`imds`], [`queue`], [`store`], [`process`], [`aws`] | each I/O seam behind one type or trait |
+//! | the contract | [`contract`] | job messages, result documents, summaries, the manifest, ranges, the allow-list |
+//! | foundations | [`backoff`], [`time`], [`error`], [`exit`], [`output`], [`logging`] | no imports from the layers above |
 
-pub mod agent;
-pub mod allow;
+pub mod aws;
 pub mod backoff;
+pub mod boot;
 pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod credentials;
-pub mod demo;
-pub mod ec2;
+pub mod contract;
+pub mod error;
 pub mod exit;
-pub mod gen;
-pub mod identity;
 pub mod imds;
-pub mod job;
+pub mod instance;
 pub mod logging;
-pub mod monitor;
-pub mod plan;
+pub mod operator;
+pub mod output;
 pub mod process;
-pub mod publish;
 pub mod queue;
-pub mod range;
-pub mod records;
-pub mod reduce;
-pub mod scan;
-pub mod status;
 pub mod store;
-pub mod systemd;
-pub mod tags;
 pub mod time;
-pub mod userdata;
-pub mod worker;

@@ -4,7 +4,7 @@
 //! Journald entries carry every field of the event and of the spans it happened in,
 //! upper-cased and without a prefix: the worker's span per job gives each entry
 //! `JOB_ID`, `SOURCE` and `PARTITION`; operators' events carry a stable `MESSAGE_ID`
-//! (see `monitor::message_id`). A tracing field is therefore a journal field: never
+//! (see `instance::events`). A tracing field is therefore a journal field: never
 //! name one `message_id` unless it holds one of those 128-bit ids.
 
 use std::io;
@@ -66,7 +66,7 @@ pub fn init(format: LogFormat) {
         .with(tracing_subscriber::fmt::layer().with_writer(io::stderr))
         .try_init();
     if let Some(e) = unavailable {
-        tracing::warn!(error = %e, socket = JOURNAL_SOCKET, "journald unavailable; logging to stderr");
+        tracing::warn!(event = "journald_unavailable", error = %e, socket = JOURNAL_SOCKET, "journald unavailable; logging to stderr");
     }
 }
 

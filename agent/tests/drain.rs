@@ -9,15 +9,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
-use rangefleet::identity::Identity;
-use rangefleet::plan::{self, PlanOptions};
+use rangefleet::boot::Identity;
+use rangefleet::instance::worker::{self, Control, Deps, DrainReason, Settings};
+use rangefleet::operator::plan::{self, PlanOptions};
 use rangefleet::process::taxi::TaxiStats;
 use rangefleet::process::ProcessorKind;
 use rangefleet::queue::fake::FakeQueue;
 use rangefleet::queue::{Lease, Queue, QueueError, QueueStats};
 use rangefleet::store::faulty::{FaultyObjectStore, GetFault};
 use rangefleet::store::{ObjectInfo, Store, StoreCache};
-use rangefleet::worker::{self, Control, Deps, DrainReason, Settings};
 use tokio::time::Instant;
 
 const RECORDS: u64 = 4_000;
@@ -74,7 +74,7 @@ struct Fleet {
 async fn fleet() -> Fleet {
     let data = Arc::new(InMemory::new());
     let key = "trips/color=yellow/date=2016-01-01/part-0000.rec";
-    let (bytes, expected) = rangefleet::gen::generate_in_memory(
+    let (bytes, expected) = rangefleet::operator::gen::generate_in_memory(
         7,
         "color=yellow/date=2016-01-01",
         "2016-01-01",

@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use base64::Engine;
-use rangefleet::config;
-use rangefleet::userdata;
+use rangefleet::boot::config;
+use rangefleet::boot::userdata;
 
 const YAML: &str = "queue: sqlite:///var/lib/rangefleet/queue.db
 inputs: [\"s3://trips-data/trips/\"]

@@ -8,7 +8,7 @@ use std::io::Write;
 
 use base64::Engine;
 use proptest::prelude::*;
-use rangefleet::{config, userdata};
+use rangefleet::boot::{config, userdata};
 
 const SEEDS: [&str; 4] = [
     "queue: sqlite:///q.db\ninputs: [\"file:///in/\"]\nresults: file:///out/\nconcurrency: 4\ntags: {Name: \"w-{instance_id}\"}\n",

@@ -244,7 +244,7 @@ impl Fleet {
 
     /// The result document of `job_id`, if one was written.
     pub fn result(&self, job_id: &str) -> Option<Value> {
-        let path = self.out.join(rangefleet::job::result_key(job_id));
+        let path = self.out.join(rangefleet::contract::job::result_key(job_id));
         path.exists().then(|| read_json(&path))
     }
 
@@ -358,11 +358,11 @@ impl AgentProc {
         let _ = self.child.wait();
     }
 
-    /// How many "job done" events it logged.
+    /// How many `job_done` events it logged.
     pub fn jobs_done(&self) -> usize {
         self.events()
             .iter()
-            .filter(|e| message(e) == "job done")
+            .filter(|e| event(e) == "job_done")
             .count()
     }
 
@@ -478,18 +478,18 @@ impl AgentProc {
         }
     }
 
-    /// Job ids it logged "job started" for and no "job done" after.
+    /// Job ids it logged `job_started` for and no `job_done` after.
     pub fn started_not_done(&self) -> BTreeSet<String> {
         let mut open = BTreeSet::new();
         for ev in self.events() {
             let Some(id) = job_field(&ev, "job_id") else {
                 continue;
             };
-            match message(&ev) {
-                "job started" => {
+            match event(&ev) {
+                "job_started" => {
                     open.insert(id.to_string());
                 }
-                "job done" => {
+                "job_done" => {
                     open.remove(id);
                 }
                 _ => {}
@@ -508,9 +508,10 @@ impl Drop for AgentProc {
     }
 }
 
-/// An event's message (tracing's JSON layer puts it under `fields`).
-pub fn message(ev: &Value) -> &str {
-    ev["fields"]["message"].as_str().unwrap_or("")
+/// The stable name of an event (its `event` field): tests key on this, never on the
+/// wording of the message, which is for people.
+pub fn event(ev: &Value) -> &str {
+    ev["fields"]["event"].as_str().unwrap_or("")
 }
 
 /// A field of the `job` span an event was logged in (`job_id`, `source`, …).
@@ -547,20 +548,6 @@ pub fn parse_rfc3339(ts: &str) -> Option<f64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some((days * 86_400 + h * 3600 + min * 60) as f64 + sec)
-}
-
-/// A `Duration`'s `Debug` form (`1.5s`, `250ms`, `3µs`, `7ns`) in seconds.
-pub fn parse_debug_duration(s: &str) -> Option<f64> {
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = s.strip_suffix("µs") {
-        (n, 1e-6)
-    } else if let Some(n) = s.strip_suffix("ns") {
-        (n, 1e-9)
-    } else {
-        (s.strip_suffix('s')?, 1.0)
-    };
-    num.parse::<f64>().ok().map(|n| n * scale)
 }
 
 /// Runs a future to completion on a runtime of its own, on a thread of its own, so it
@@ -616,13 +603,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_and_durations_parse() {
+    fn timestamps_parse() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
         assert_eq!(parse_rfc3339("2000-03-01T00:00:01.5Z"), Some(951_868_801.5));
         assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z"), Some(1_767_225_600.0));
         assert_eq!(parse_rfc3339("2026-01-01 00:00:00"), None);
-        assert_eq!(parse_debug_duration("1.5s"), Some(1.5));
-        assert_eq!(parse_debug_duration("250ms"), Some(0.25));
-        assert_eq!(parse_debug_duration("12"), None);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rangefleet_tests::fleet::{message, AgentProc, Fleet, Gen};
+use rangefleet_tests::fleet::{event, AgentProc, Fleet, Gen};
 use rangefleet_tests::moto::Moto;
 use rangefleet_tests::ImdsMock;
 use serde_json::Value;
@@ -34,7 +34,7 @@ fn assert_exact(fleet: &Fleet) {
 
 /// Waits for the first finished job, so the signal lands while the agent is working.
 fn wait_until_working(agent: &mut AgentProc) {
-    agent.wait_for_event(LIMIT, |ev| message(ev) == "job done");
+    agent.wait_for_event(LIMIT, |ev| event(ev) == "job_done");
 }
 
 fn interruption(fleet: &Fleet, id: &str) -> Value {
@@ -69,7 +69,7 @@ fn sigterm_drains_and_another_agent_finishes() {
         "stopped before the end: {done} of {planned}"
     );
     assert!(
-        a.events().iter().any(|e| message(e) == "agent stopped"),
+        a.events().iter().any(|e| event(e) == "agent_stopped"),
         "the drain completed:\n{}",
         a.log_tail()
     );

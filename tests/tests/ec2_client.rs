@@ -12,7 +12,7 @@ use std::process::Command;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use rangefleet::ec2::{Ec2, Ec2Error, PAGE_SIZE_ENV};
+use rangefleet::aws::ec2::{Ec2, Ec2Error, PAGE_SIZE_ENV};
 use rangefleet_tests::ec2::{self, ThrottleProxy};
 use rangefleet_tests::moto::{self, Moto};
 use rangefleet_tests::{rangefleet, TempDir};

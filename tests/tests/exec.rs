@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use rangefleet::gen::generate_in_memory;
+use rangefleet::operator::gen::generate_in_memory;
 use rangefleet::process::exec::{run_exec, ExecFailure, ExecSpec};
-use rangefleet::records::RECORD_LENGTH;
+use rangefleet::process::taxi::record::RECORD_LENGTH;
 use rangefleet_tests::TempDir;
 use serde_json::json;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rangefleet::store::Store;
 use rangefleet_tests::ec2::{self, run_cli, AgentConfig, AgentOptions, Worker};
-use rangefleet_tests::fleet::message;
+use rangefleet_tests::fleet::event;
 use rangefleet_tests::moto::Moto;
 use rangefleet_tests::proxy::{FaultProxy, Faults};
 use rangefleet_tests::TempDir;
@@ -224,9 +224,7 @@ async fn four_agents_two_spot_notices_exact_and_every_summary_in_s3() {
         if i < 2 {
             assert_eq!(s["interruption"]["kind"], "spot-interruption", "{s}");
             assert!(
-                w.events()
-                    .iter()
-                    .any(|e| message(e) == "spot interruption notice: draining"),
+                w.events().iter().any(|e| event(e) == "spot_interruption"),
                 "{}",
                 w.log_tail()
             );
@@ -273,12 +271,16 @@ async fn a_sigkilled_agents_leases_come_back_and_reduce_is_exact() {
     let deadline = std::time::Instant::now() + TIMEOUT;
     let held = loop {
         tokio::task::block_in_place(|| {
-            victim.wait_for_event(TIMEOUT, |e| message(e) == "job started");
+            victim.wait_for_event(TIMEOUT, |e| event(e) == "job_started");
             victim.freeze();
         });
         let mut held = Vec::new();
         for id in victim.started_not_done() {
-            if store.head(&rangefleet::job::result_key(&id)).await.is_err() {
+            if store
+                .head(&rangefleet::contract::job::result_key(&id))
+                .await
+                .is_err()
+            {
                 held.push(id);
             }
         }
@@ -298,7 +300,10 @@ async fn a_sigkilled_agents_leases_come_back_and_reduce_is_exact() {
     run.summaries(&survivors).await;
     // The jobs it held were done by the survivors once their 3 s leases ran out.
     for id in &held {
-        let body = store.get(&rangefleet::job::result_key(id)).await.unwrap();
+        let body = store
+            .get(&rangefleet::contract::job::result_key(id))
+            .await
+            .unwrap();
         let doc: Value = serde_json::from_slice(&body).unwrap();
         let by = doc["instance"]["instance_id"].as_str().unwrap();
         assert_ne!(

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rangefleet_tests::fleet::{message, Fleet, Gen};
+use rangefleet_tests::fleet::{event, Fleet, Gen};
 
 /// 2 colours × 2 days × 20,000 records, 100 records per job: 800 jobs.
 const RECORDS: u64 = 20_000;
@@ -40,7 +40,7 @@ fn a_killed_agents_leased_jobs_are_done_by_the_others_and_reduce_is_exact() {
     // jobs, let it run a little and try again.
     let deadline = Instant::now() + TIMEOUT;
     let held: BTreeSet<String> = loop {
-        victim.wait_for_event(TIMEOUT, |ev| message(ev) == "job started");
+        victim.wait_for_event(TIMEOUT, |ev| event(ev) == "job_started");
         victim.freeze();
         let held: BTreeSet<String> = victim
             .started_not_done()

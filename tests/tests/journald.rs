@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use rangefleet::monitor::message_id;
+use rangefleet::instance::events;
 use rangefleet::queue::sqlite::SqliteQueue;
 use rangefleet::queue::Queue;
 use rangefleet_tests::journal::{in_journal_namespace, valid_field_name, Entry, JournalListener};
@@ -102,12 +102,12 @@ fn entries_carry_job_fields_and_stable_message_ids() {
 
     // MESSAGE_ID is journald's catalog key: only the agent's stable 128-bit ids.
     let known: BTreeSet<&str> = [
-        message_id::BOOT,
-        message_id::JOB_FAILED,
-        message_id::INTERRUPTION,
-        message_id::REBALANCE,
-        message_id::ASG_TERMINATION,
-        message_id::DRAINED,
+        events::BOOT,
+        events::JOB_FAILED,
+        events::INTERRUPTION,
+        events::REBALANCE,
+        events::ASG_TERMINATION,
+        events::DRAINED,
     ]
     .into();
     for id in &known {
@@ -128,19 +128,15 @@ fn entries_carry_job_fields_and_stable_message_ids() {
         }
     }
 
-    let boot = with_message_id(&entries, message_id::BOOT);
+    let boot = with_message_id(&entries, events::BOOT);
     assert_eq!(boot.len(), 1, "one boot entry:\n{all}");
     assert_eq!(
         boot[0].get("INSTANCE_ID").as_deref(),
         Some(INSTANCE_ID),
         "{all}"
     );
-    assert_eq!(
-        with_message_id(&entries, message_id::DRAINED).len(),
-        1,
-        "{all}"
-    );
-    let failed = with_message_id(&entries, message_id::JOB_FAILED);
+    assert_eq!(with_message_id(&entries, events::DRAINED).len(), 1, "{all}");
+    let failed = with_message_id(&entries, events::JOB_FAILED);
     assert_eq!(
         failed.len(),
         1,
@@ -174,12 +170,12 @@ fn without_a_journal_socket_logs_go_to_stderr_after_one_warning() {
     agent.env("RANGEFLEET_LOG_FORMAT", "journald");
     let stderr = run_ok_within(&mut in_journal_namespace(&empty.0, &agent), RUN_LIMIT);
     assert_eq!(
-        stderr.matches("journald unavailable").count(),
+        stderr.matches("journald_unavailable").count(),
         1,
         "one warning:\n{stderr}"
     );
     assert!(
-        stderr.contains("agent ready"),
+        stderr.contains("agent_ready"),
         "the logs themselves follow on stderr:\n{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -218,14 +214,14 @@ fn auto_uses_the_journal_only_when_stderr_is_the_journal_stream() {
             "agent exited {}:\n{stderr}",
             out.status
         );
-        let booted = with_message_id(&journal.sync(), message_id::BOOT).len();
+        let booted = with_message_id(&journal.sync(), events::BOOT).len();
         if matching {
             assert_eq!(
                 booted, 1,
                 "journald entries with JOURNAL_STREAM={stream}:\n{stderr}"
             );
             assert!(
-                !stderr.contains("agent ready"),
+                !stderr.contains("agent_ready"),
                 "not also on stderr:\n{stderr}"
             );
         } else {
@@ -233,7 +229,7 @@ fn auto_uses_the_journal_only_when_stderr_is_the_journal_stream() {
                 booted, 0,
                 "no journald entries with a JOURNAL_STREAM that is not stderr"
             );
-            assert!(stderr.contains("agent ready"), "text on stderr:\n{stderr}");
+            assert!(stderr.contains("agent_ready"), "text on stderr:\n{stderr}");
         }
     }
 }

@@ -158,7 +158,7 @@ fn rewrite_same_size(path: &std::path::Path) {
     let before = std::fs::read(path).unwrap();
     let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
     let after: Vec<u8> = before
-        .chunks(rangefleet::records::RECORD_LENGTH)
+        .chunks(rangefleet::process::taxi::record::RECORD_LENGTH)
         .rev()
         .flatten()
         .copied()

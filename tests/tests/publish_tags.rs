@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rangefleet_tests::ec2::{self, run_cli, AgentConfig, AgentOptions, ThrottleProxy, Worker};
-use rangefleet_tests::fleet::{message, read_json};
+use rangefleet_tests::fleet::{event, read_json};
 use rangefleet_tests::moto::Moto;
 use rangefleet_tests::TempDir;
 use serde_json::Value;
@@ -110,7 +110,7 @@ impl World {
                 assert!(
                     w.events()
                         .iter()
-                        .any(|e| message(e) == "instance tags published"),
+                        .any(|e| event(e) == "instance_tags_published"),
                     "agent {} did not publish its tags:\n{}",
                     w.instance_id,
                     w.log_tail()
@@ -148,7 +148,7 @@ impl World {
 fn attempts(w: &Worker) -> u64 {
     w.events()
         .iter()
-        .find(|e| message(e) == "instance tags published")
+        .find(|e| event(e) == "instance_tags_published")
         .and_then(|e| e["fields"]["attempts"].as_u64())
         .unwrap_or(0)
 }

@@ -65,7 +65,7 @@ async fn status_counts_the_queue_the_fleet_and_the_plan_exactly() {
         .unwrap();
     for l in &leases[..2] {
         let job: serde_json::Value = serde_json::from_str(&l.body).unwrap();
-        let key = rangefleet::job::result_key(job["job_id"].as_str().unwrap());
+        let key = rangefleet::contract::job::result_key(job["job_id"].as_str().unwrap());
         store.put(&key, b"{}".to_vec().into()).await.unwrap();
         q.ack(l).await.unwrap();
     }

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rangefleet::gen::{generate, GenOptions};
+use rangefleet::contract::range::{split, RecordRange};
+use rangefleet::operator::gen::{generate, GenOptions};
+use rangefleet::process::taxi::record::RECORD_LENGTH;
 use rangefleet::process::taxi::TaxiStats;
-use rangefleet::range::{split, RecordRange};
-use rangefleet::records::RECORD_LENGTH;
 use rangefleet::store::{Expect, PutOutcome, Store, StoreError};
 use rangefleet_tests::ec2;
 use rangefleet_tests::moto::Moto;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rangefleet::store::{Store, StoreError};
 use rangefleet_tests::ec2;
-use rangefleet_tests::fleet::{message, parse_debug_duration, timestamp, Fleet, Gen};
+use rangefleet_tests::fleet::{event, timestamp, Fleet, Gen};
 use rangefleet_tests::moto::Moto;
 use rangefleet_tests::proxy::{FaultProxy, Faults};
 use serde_json::Value;
@@ -100,7 +100,7 @@ async fn run_with_wrong_credentials(tag: &str) -> Observed {
 }
 
 fn is_fault(ev: &Value) -> bool {
-    message(ev).contains("environment is wrong")
+    event(ev) == "environment_fault"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,11 +164,12 @@ async fn no_job_starts_while_a_fault_pause_is_in_effect() {
     for ev in &events {
         let at = timestamp(ev);
         if is_fault(ev) {
-            let pause = ev["fields"]["pause"].as_str().unwrap_or_default();
-            let pause = parse_debug_duration(pause)
-                .unwrap_or_else(|| panic!("fault event without a pause: {ev}"));
+            let pause = ev["fields"]["pause_ms"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("fault event without pause_ms: {ev}"))
+                / 1e3;
             paused_until = paused_until.max(at + pause);
-        } else if message(ev) == "job started" && at < paused_until {
+        } else if event(ev) == "job_started" && at < paused_until {
             violations.push(format!(
                 "{} started {:.3} s before the pause announced earlier ran out",
                 ev["span"]["job_id"],

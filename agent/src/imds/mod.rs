@@ -245,7 +245,7 @@ impl ImdsClient {
                 });
             }
             let pause = backoff.next_delay().min(left);
-            tracing::debug!(path, attempts, ?pause, error = %last, "IMDS request failed; retrying");
+            tracing::debug!(event = "imds_retry", path, attempts, pause_ms = pause.as_millis() as u64, error = %last, "IMDS request failed; retrying");
             tokio::time::sleep(pause).await;
         }
     }
@@ -330,12 +330,17 @@ impl ImdsClient {
                     value: value.clone(),
                     renew_at: Instant::now() + ttl - early,
                 });
-                tracing::debug!(ttl_seconds = ttl.as_secs(), "IMDS session token obtained");
+                tracing::debug!(
+                    event = "imds_token",
+                    ttl_seconds = ttl.as_secs(),
+                    "IMDS session token obtained"
+                );
                 Ok(Some(value))
             }
             429 | 500..=599 => Err(Attempt::Retry(format!("token request: HTTP {status}"))),
             _ if self.opts.allow_v1 => {
                 tracing::warn!(
+                    event = "imds_v1_fallback",
                     status,
                     "IMDSv2 token refused; falling back to IMDSv1 as allowed"
                 );

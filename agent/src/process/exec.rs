@@ -14,8 +14,6 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStdin, Command};
 
-use crate::config::ExecConfig;
-
 /// How much of the end of stderr an error carries.
 pub const STDERR_TAIL: usize = 2048;
 
@@ -31,16 +29,6 @@ pub struct ExecSpec {
     pub timeout: Duration,
     /// Largest stdout accepted.
     pub max_output_bytes: u64,
-}
-
-impl From<&ExecConfig> for ExecSpec {
-    fn from(c: &ExecConfig) -> ExecSpec {
-        ExecSpec {
-            argv: c.argv.clone(),
-            timeout: Duration::from_secs(c.timeout_seconds),
-            max_output_bytes: c.max_output_bytes,
-        }
-    }
 }
 
 /// How a run failed.

@@ -12,41 +12,7 @@ use serde_json::Value;
 use count::CountStats;
 use taxi::TaxiStats;
 
-/// The processors a job may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProcessorKind {
-    /// Records, bytes and an order-independent checksum.
-    Count,
-    /// Exact sums and histograms over taxi trip records.
-    TaxiStats,
-    /// The command in the config's `processors.exec`.
-    Exec,
-}
-
-impl std::str::FromStr for ProcessorKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "count" => Ok(ProcessorKind::Count),
-            "taxi-stats" => Ok(ProcessorKind::TaxiStats),
-            "exec" => Ok(ProcessorKind::Exec),
-            other => Err(format!(
-                "unknown processor {other:?} (count, taxi-stats, exec)"
-            )),
-        }
-    }
-}
-
-impl ProcessorKind {
-    /// The name jobs use.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProcessorKind::Count => "count",
-            ProcessorKind::TaxiStats => "taxi-stats",
-            ProcessorKind::Exec => "exec",
-        }
-    }
-}
+pub use crate::contract::job::ProcessorKind;
 
 /// A streaming accumulator for the pure processors.
 // One lives per job in flight, so its 300-odd bytes are cheaper inline than boxed.
@@ -189,7 +155,7 @@ impl ByPartition {
         let kind = self.total.kind();
         let one = Merged::of(kind, job_id, output)?;
         self.partitions
-            .entry(crate::job::partition_name_of_job(job_id))
+            .entry(crate::contract::job::partition_name_of_job(job_id))
             .or_insert_with(|| Merged::new(kind))
             .merge(&one);
         self.total.merge(&one);

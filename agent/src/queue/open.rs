@@ -19,7 +19,7 @@ const AWS_SUFFIXES: [&str; 3] = [".amazonaws.com", ".amazonaws.com.cn", ".api.aw
 fn region_of_host(host: &str) -> Option<String> {
     let rest = host.strip_prefix("sqs.")?;
     let region = AWS_SUFFIXES.iter().find_map(|s| rest.strip_suffix(s))?;
-    crate::allow::is_region_name(region).then(|| region.to_string())
+    crate::contract::allow::is_region_name(region).then(|| region.to_string())
 }
 
 /// The endpoint to set on the SQS client: the queue URL's origin when nothing is

@@ -11,7 +11,7 @@ use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::{CredentialProvider, ObjectStore};
 use url::Url;
 
-use crate::credentials::CachedCredentials;
+use crate::aws::credentials::CachedCredentials;
 
 use super::{client_options, retry_config, split_single, Store, StoreError};
 
@@ -59,7 +59,7 @@ impl CredentialProvider for SdkCredentials {
                 store: CREDENTIALS,
                 source: format!(
                     "no AWS credentials from the default chain: {}",
-                    super::full_message(&e)
+                    crate::error::full_message(&e)
                 )
                 .into(),
             })?;
@@ -130,7 +130,7 @@ pub(crate) async fn open_s3(url: &str, parsed: &Url, s: &S3Settings) -> Result<S
         b.build()
             .map_err(|e| StoreError::Permanent(format!("bad S3 URL {url:?}: {e}")))?,
     );
-    let path = super::percent_decode(parsed.path());
+    let path = crate::contract::allow::percent_decode(parsed.path());
     let root = format!("s3://{bucket}/");
     split_single(
         inner,

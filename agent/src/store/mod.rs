@@ -12,8 +12,8 @@
 //! [`RetryConfig`] budget as the first request.
 
 mod aws;
+mod carry;
 pub mod faulty;
-mod records;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -34,8 +34,8 @@ use url::Url;
 pub use aws::S3Settings;
 pub use faulty::{FaultyObjectStore, GetFault};
 
-use crate::range::RecordRange;
-use records::{push_rechunked, RecordCarry};
+use crate::contract::range::RecordRange;
+use carry::{push_rechunked, RecordCarry};
 
 /// Size of the positioned reads made for `file://` objects. `object_store`'s own file
 /// stream reads 8 KiB at a time, a thousand system calls per 8 MB job; 1 MiB is eight
@@ -473,23 +473,8 @@ fn pread(file: &std::fs::File, offset: u64, n: usize, buf: &mut Vec<u8>) -> std:
     Ok(())
 }
 
-/// The error's message with its sources, for classification and for people.
-pub(crate) fn full_message(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !msg.contains(&t) {
-            msg.push_str(": ");
-            msg.push_str(&t);
-        }
-        src = s.source();
-    }
-    msg
-}
-
 fn is_range_error(e: &object_store::Error) -> bool {
-    let m = full_message(e).to_ascii_lowercase();
+    let m = crate::error::full_message(e).to_ascii_lowercase();
     m.contains("status code: 416")
         || m.contains("invalidrange")
         || m.contains("invalid range")
@@ -501,13 +486,13 @@ fn is_range_error(e: &object_store::Error) -> bool {
 /// only visible in the message (`RetryError` is private to `object_store`).
 fn classify(e: &object_store::Error, what: &str) -> StoreError {
     use object_store::Error as E;
-    let msg = format!("{what}: {}", full_message(e));
+    let msg = format!("{what}: {}", crate::error::full_message(e));
     match e {
         E::NotFound { .. } => return StoreError::NotFound(msg),
         E::Precondition { .. } | E::NotModified { .. } => {
             return StoreError::Permanent(format!(
                 "{what}: object changed since the plan (its ETag no longer matches): {}",
-                full_message(e)
+                crate::error::full_message(e)
             ))
         }
         E::PermissionDenied { .. } | E::Unauthenticated { .. } => return StoreError::Fault(msg),
@@ -607,7 +592,7 @@ async fn open_http(url: &str, parsed: &Url) -> Result<Store, StoreError> {
         .build()
         .map_err(|e| StoreError::Permanent(format!("bad store URL {url:?}: {e}")))?;
     let inner: Arc<dyn ObjectStore> = Arc::new(inner);
-    let path = percent_decode(parsed.path());
+    let path = crate::contract::allow::percent_decode(parsed.path());
     let root_url = root.to_string();
     split_single(
         inner,
@@ -659,21 +644,15 @@ pub(crate) async fn split_single(
     make(prefix, None)
 }
 
-/// Undoes `%XX` escapes (a URL path to a key); a malformed escape is kept as written,
-/// and bytes that are not UTF-8 become U+FFFD.
-pub(crate) fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 /// Splits a job's source URL into a store URL (scheme and bucket or host, `file:///`
 /// for files) and the key inside it, so one store serves every job of a bucket.
 pub fn locate(source_url: &str) -> Result<(String, String), StoreError> {
     let u = Url::parse(source_url)
         .map_err(|e| StoreError::Permanent(format!("bad source URL {source_url:?}: {e}")))?;
     let bad = |why: &str| StoreError::Permanent(format!("bad source URL {source_url:?}: {why}"));
-    let key = percent_decode(u.path()).trim_start_matches('/').to_string();
+    let key = crate::contract::allow::percent_decode(u.path())
+        .trim_start_matches('/')
+        .to_string();
     if key.is_empty() || key.ends_with('/') {
         return Err(bad("it names a folder, not an object"));
     }

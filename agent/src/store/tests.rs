@@ -3,9 +3,9 @@ use std::sync::Arc;
 use object_store::memory::InMemory;
 
 use super::*;
-use crate::gen::generate_in_memory;
+use crate::operator::gen::generate_in_memory;
+use crate::process::taxi::record::RECORD_LENGTH;
 use crate::process::taxi::TaxiStats;
-use crate::records::RECORD_LENGTH;
 
 const L: u64 = RECORD_LENGTH as u64;
 

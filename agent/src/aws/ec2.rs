@@ -20,7 +20,7 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::CachedCredentials;
+use crate::aws::credentials::CachedCredentials;
 
 /// The Query API version every request names.
 pub const API_VERSION: &str = "2016-11-15";
@@ -279,7 +279,7 @@ impl Ec2 {
                 |e: &Ec2Error, attempt, pause| {
                     let again = e.retryable() && attempt < 3;
                     if again {
-                        tracing::debug!(action, attempt, ?pause, error = %e, "EC2: retrying");
+                        tracing::debug!(event = "ec2_retry", action, attempt, pause_ms = pause.as_millis() as u64, error = %e, "EC2: retrying");
                     }
                     again
                 },
@@ -297,7 +297,7 @@ impl Ec2 {
             .credentials
             .get()
             .await
-            .map_err(|e| Ec2Error::Credentials(crate::store::full_message(&e)))?;
+            .map_err(|e| Ec2Error::Credentials(crate::error::full_message(&e)))?;
         let identity = credentials.into();
         let signing = v4::SigningParams::builder()
             .identity(&identity)
@@ -328,7 +328,7 @@ impl Ec2 {
         }
         let transport = |e: reqwest::Error| Ec2Error::Transport {
             endpoint: self.endpoint.clone(),
-            reason: crate::store::full_message(&e),
+            reason: crate::error::full_message(&e),
         };
         let response = request.body(body).send().await.map_err(transport)?;
         let status = response.status();
@@ -361,7 +361,7 @@ fn ignore_configured_endpoints() -> bool {
 /// EC2's public endpoint for `region`. The region is checked against an allow-list of
 /// characters first, since it becomes part of a host name.
 pub fn default_endpoint(region: &str) -> Result<String, Ec2Error> {
-    if !(crate::allow::is_region_name(region) && region.len() <= 32) {
+    if !(crate::contract::allow::is_region_name(region) && region.len() <= 32) {
         return Err(Ec2Error::Config(format!(
             "region {region:?} is not an AWS region name (like us-east-1)"
         )));

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::aws::ec2::Ec2;
 use crate::backoff::FullJitter;
-use crate::ec2::Ec2;
-use crate::identity::Identity;
+use crate::boot::Identity;
 
 /// Longest spread of the first call (DESIGN 1): 1,000 instances over 30 s is about 33
 /// calls a second against a refill of 10, which the backoff then absorbs.
@@ -100,7 +100,7 @@ pub fn publishable(
         .iter()
         .filter(|(k, _)| !k.as_bytes().starts_with(b"aws:"))
         .filter_map(|(k, v)| {
-            let value = crate::tags::expand(v, identity);
+            let value = crate::boot::tags::expand(v, identity);
             (value != *v).then(|| (k.clone(), value))
         })
         .collect()
@@ -108,7 +108,7 @@ pub fn publishable(
 
 /// Waits the jitter, then tags `identity`'s instance with the per-instance tags of
 /// `config_tags` ([`publishable`]) through `client`. Retries what
-/// [`crate::ec2::Ec2Error::retryable`] says may pass (throttling, 5xx, no answer).
+/// [`crate::aws::ec2::Ec2Error::retryable`] says may pass (throttling, 5xx, no answer).
 pub async fn publish(
     client: &Ec2,
     identity: &Identity,
@@ -121,7 +121,11 @@ pub async fn publish(
     }
     let wait = crate::backoff::uniform(settings.jitter);
     if !wait.is_zero() {
-        tracing::debug!(?wait, "tag publishing: waiting before CreateTags");
+        tracing::debug!(
+            event = "tags_waiting",
+            wait_ms = wait.as_millis() as u64,
+            "tag publishing: waiting before CreateTags"
+        );
         tokio::time::sleep(wait).await;
     }
     let started = Instant::now();
@@ -130,10 +134,10 @@ pub async fn publish(
         .backoff
         .retry(
             || client.create_tags(&identity.instance_id, &tags),
-            |e: &crate::ec2::Ec2Error, attempts, pause| {
+            |e: &crate::aws::ec2::Ec2Error, attempts, pause| {
                 let again = e.retryable() && started.elapsed() + pause <= give_up;
                 if again {
-                    tracing::debug!(attempts, ?pause, error = %e, "tag publishing: retrying");
+                    tracing::debug!(event = "tags_retry", attempts, pause_ms = pause.as_millis() as u64, error = %e, "tag publishing: retrying");
                 }
                 again
             },
@@ -159,14 +163,20 @@ pub async fn run(identity: Identity, config_tags: BTreeMap<String, String>) {
     let client = match Ec2::from_env(region).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(error = %e, "tag publishing: no EC2 client; jobs go on, the launch template's tags stay");
+            tracing::warn!(event = "tags_no_client", error = %e, "tag publishing: no EC2 client; jobs go on, the launch template's tags stay");
             return;
         }
     };
     match publish(&client, &identity, &config_tags, Settings::from_env()).await {
-        Published::Done { attempts } => tracing::info!(attempts, "instance tags published"),
-        Published::Nothing => tracing::debug!("tag publishing: no tags to publish"),
-        Published::GaveUp { attempts, error } => tracing::warn!(
+        Published::Done { attempts } => tracing::info!(
+            event = "instance_tags_published",
+            attempts,
+            "instance tags published"
+        ),
+        Published::Nothing => {
+            tracing::debug!(event = "tags_none", "tag publishing: no tags to publish")
+        }
+        Published::GaveUp { attempts, error } => tracing::warn!(event = "tags_gave_up",
             attempts,
             %error,
             "tag publishing gave up; jobs go on, the launch template's tags stay"

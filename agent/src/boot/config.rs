@@ -9,8 +9,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::tags;
-use crate::userdata::{ConfigDocument, Format};
+use crate::boot::tags;
+use crate::boot::userdata::{ConfigDocument, Format};
 
 /// What to do on a rebalance recommendation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +214,7 @@ pub fn parse(doc: &ConfigDocument) -> Result<Config, ConfigError> {
 
 /// Reads a config file (`--config FILE`): the same document as in user-data.
 pub fn parse_text(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let doc = crate::userdata::decode(text.as_bytes()).map_err(|e| ConfigError {
+    let doc = crate::boot::userdata::decode(text.as_bytes()).map_err(|e| ConfigError {
         origin: origin.to_string(),
         line: None,
         path: String::new(),
@@ -389,7 +389,7 @@ fn check_location(loc: &str, schemes: &[&str]) -> Result<(), String> {
     if url.scheme() != "file" && url.host_str().is_none_or(str::is_empty) {
         return Err(format!("{loc:?} has no bucket or host"));
     }
-    if crate::allow::has_dot_segment(loc) {
+    if crate::contract::allow::has_dot_segment(loc) {
         return Err(format!("{loc:?} has a . or .. segment"));
     }
     Ok(())
@@ -441,6 +441,16 @@ fn locate(text: &str, path: &str) -> Option<usize> {
         from = idx + 1;
     }
     found
+}
+
+impl From<&ExecConfig> for crate::process::exec::ExecSpec {
+    fn from(c: &ExecConfig) -> crate::process::exec::ExecSpec {
+        crate::process::exec::ExecSpec {
+            argv: c.argv.clone(),
+            timeout: std::time::Duration::from_secs(c.timeout_seconds),
+            max_output_bytes: c.max_output_bytes,
+        }
+    }
 }
 
 #[cfg(test)]

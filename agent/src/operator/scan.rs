@@ -8,8 +8,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::job::Job;
-use crate::plan::{self, PlanOptions};
+use crate::contract::job::Job;
+use crate::operator::plan::{self, PlanOptions};
 use crate::process::{Accumulator, ByPartition, ProcessorKind};
 use crate::store::{Expect, Store};
 

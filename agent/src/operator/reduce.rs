@@ -9,16 +9,14 @@ use std::collections::BTreeSet;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::job;
-use crate::plan::MANIFEST;
+use crate::contract::job;
+use crate::contract::summary::INSTANCES;
+use crate::operator::plan::MANIFEST;
 use crate::process::{ByPartition, Merged, ProcessorKind};
 use crate::store::Store;
 
 /// Result documents read at once.
 const RESULT_READS_AT_ONCE: usize = 32;
-
-/// Folder of instance summaries under the results prefix.
-pub const INSTANCES: &str = "_instances/";
 
 /// The merged outputs and the coverage check.
 #[derive(Debug, Clone)]
@@ -64,7 +62,7 @@ impl Reduced {
 
 /// Reads the manifest, every result and every instance summary under `results`.
 pub async fn reduce(results: &Store) -> Result<Reduced, String> {
-    let manifest = match crate::plan::read_manifest(results).await? {
+    let manifest = match crate::operator::plan::read_manifest(results).await? {
         Some(m) => m,
         None => {
             return Err(format!(

@@ -107,7 +107,7 @@ pub fn has_dot_segment(url: &str) -> bool {
     };
     let mut decoded = path.to_string();
     for _ in 0..3 {
-        let next = crate::store::percent_decode(&decoded);
+        let next = percent_decode(&decoded);
         if next == decoded {
             break;
         }
@@ -116,6 +116,14 @@ pub fn has_dot_segment(url: &str) -> bool {
     decoded.contains('\\')
         || decoded.split('/').any(|s| s == "." || s == "..")
         || path.split('/').any(|s| s == "." || s == "..")
+}
+
+/// Undoes `%XX` escapes (a URL path to a key); a malformed escape is kept as written,
+/// and bytes that are not UTF-8 become U+FFFD.
+pub fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::{self, Job};
+use crate::contract::job::{self, Job};
+use crate::contract::range;
 use crate::process::ProcessorKind;
 use crate::queue::Queue;
-use crate::range;
 use crate::store::{ObjectInfo, Store};
 
 /// Name of the plan manifest under the results prefix.
@@ -185,6 +185,7 @@ pub async fn plan(
     let (jobs, skipped) = make_jobs(source.url(), &objects, opts)?;
     if !skipped.is_empty() {
         tracing::warn!(
+            event = "objects_skipped",
             count = skipped.len(),
             "left out objects that are not whole records: {}",
             skipped.join(", ")

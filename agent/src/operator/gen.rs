@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::process::taxi::record::{self, Trip, RECORD_LENGTH};
 use crate::process::taxi::TaxiStats;
-use crate::records::{self, Trip, RECORD_LENGTH};
 
 /// Longest day range `parse_days` accepts (ten years and a bit).
 pub const MAX_DAYS: usize = 3660;
@@ -276,29 +276,24 @@ pub fn format_record(
     trip: &Trip,
     out: &mut [u8; RECORD_LENGTH],
 ) {
-    put_time(out, records::PICKUP_TIME, pickup);
-    put_time(out, records::DROPOFF_TIME, dropoff);
-    for i in records::SEPARATORS {
+    put_time(out, record::PICKUP_TIME, pickup);
+    put_time(out, record::DROPOFF_TIME, dropoff);
+    for i in record::SEPARATORS {
         out[i] = b',';
     }
-    put(out, records::PASSENGERS, trip.passengers.into(), 1);
-    put_amount(out, records::DISTANCE, trip.distance_centimiles);
+    put(out, record::PASSENGERS, trip.passengers.into(), 1);
+    put_amount(out, record::DISTANCE, trip.distance_centimiles);
+    put(out, record::PICKUP_LOCATION, trip.pickup_location.into(), 3);
     put(
         out,
-        records::PICKUP_LOCATION,
-        trip.pickup_location.into(),
-        3,
-    );
-    put(
-        out,
-        records::DROPOFF_LOCATION,
+        record::DROPOFF_LOCATION,
         trip.dropoff_location.into(),
         3,
     );
-    put(out, records::PAYMENT_TYPE, trip.payment_type.into(), 1);
-    put_amount(out, records::FARE, trip.fare_cents);
-    put_amount(out, records::TIP, trip.tip_cents);
-    put_amount(out, records::TOTAL, trip.total_cents);
+    put(out, record::PAYMENT_TYPE, trip.payment_type.into(), 1);
+    put_amount(out, record::FARE, trip.fare_cents);
+    put_amount(out, record::TIP, trip.tip_cents);
+    put_amount(out, record::TOTAL, trip.total_cents);
     out[RECORD_LENGTH - 1] = b'\n';
 }
 
@@ -338,7 +333,7 @@ const DIGIT_OFFSETS: [usize; 56] = {
     let mut n = 0;
     let mut i = 0;
     while i < RECORD_LENGTH {
-        if records::SHAPE[i] == b'D' || records::SHAPE[i] == b'P' {
+        if record::SHAPE[i] == b'D' || record::SHAPE[i] == b'P' {
             out[n] = i;
             n += 1;
         }
@@ -433,27 +428,22 @@ impl PartitionGen {
 /// Makes a good record bad, in one of several ways; it stays 80 bytes.
 fn corrupt(rng: &mut SplitMix64, r: &mut [u8; RECORD_LENGTH]) {
     match rng.below(8) {
-        0 => r[rng.pick(&records::SEPARATORS)] = rng.pick(b";|\t ."),
+        0 => r[rng.pick(&record::SEPARATORS)] = rng.pick(b";|\t ."),
         1 => {
-            r[records::PICKUP_HOUR] = b'2';
-            r[records::PICKUP_HOUR + 1] = b'4' + rng.below(6) as u8;
+            r[record::PICKUP_HOUR] = b'2';
+            r[record::PICKUP_HOUR + 1] = b'4' + rng.below(6) as u8;
         }
-        2 => r[records::PAYMENT_TYPE] = rng.pick(b"0789"),
+        2 => r[record::PAYMENT_TYPE] = rng.pick(b"0789"),
         3 => r[rng.pick(&DIGIT_OFFSETS)] = b'a' + rng.below(26) as u8,
         4 => r[RECORD_LENGTH - 1] = rng.pick(b"\r ,x\0"),
         5 => {
             // The point trades places with a neighbouring digit.
-            let at = rng.pick(&[
-                records::DISTANCE,
-                records::FARE,
-                records::TIP,
-                records::TOTAL,
-            ]);
+            let at = rng.pick(&[record::DISTANCE, record::FARE, record::TIP, record::TOTAL]);
             let other = if rng.below(2) == 0 { at + 2 } else { at + 4 };
             r.swap(at + 3, other);
         }
         6 => {
-            let t = rng.pick(&[records::PICKUP_TIME, records::DROPOFF_TIME]);
+            let t = rng.pick(&[record::PICKUP_TIME, record::DROPOFF_TIME]);
             let (at, with) = rng.pick(&[(4, b'/'), (7, b'/'), (10, b'T'), (13, b'.'), (16, b'.')]);
             r[t + at] = with;
         }
@@ -766,7 +756,7 @@ mod tests {
         assert_eq!(stats.bad_records, 0);
         let mut crossed_year = false;
         for r in buf.chunks_exact(RECORD_LENGTH) {
-            let t = records::parse(r).expect("every record is good without --bad-every");
+            let t = record::parse(r).expect("every record is good without --bad-every");
             assert_eq!(&r[..10], b"2016-12-31");
             assert!(r[20..39] > r[0..19] || &r[20..30] == b"2017-01-01");
             crossed_year |= &r[20..30] == b"2017-01-01";
@@ -793,7 +783,7 @@ mod tests {
         assert_eq!(stats.records, 0);
         assert!(buf
             .chunks_exact(RECORD_LENGTH)
-            .all(|r| records::parse(r).is_none()));
+            .all(|r| record::parse(r).is_none()));
         let mut scanned = TaxiStats::default();
         scanned.add_records(&buf);
         assert_eq!(scanned, stats);
@@ -805,7 +795,7 @@ mod tests {
         let bad: Vec<usize> = buf
             .chunks_exact(RECORD_LENGTH)
             .enumerate()
-            .filter(|(_, r)| records::parse(r).is_none())
+            .filter(|(_, r)| record::parse(r).is_none())
             .map(|(i, _)| i + 1)
             .collect();
         assert_eq!(bad, [10, 20, 30]);
@@ -884,6 +874,6 @@ mod tests {
             &r,
             b"2016-01-01 00:12:22,2016-01-01 00:29:14,1,003.20,161,236,1,012.50,002.00,017.30\n"
         );
-        assert_eq!(records::parse(&r), Some(trip));
+        assert_eq!(record::parse(&r), Some(trip));
     }
 }

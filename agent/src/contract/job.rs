@@ -4,8 +4,43 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::allow::AllowList;
-use crate::process::ProcessorKind;
+use crate::contract::allow::AllowList;
+
+/// The processors a job may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProcessorKind {
+    /// Records, bytes and an order-independent checksum.
+    Count,
+    /// Exact sums and histograms over taxi trip records.
+    TaxiStats,
+    /// The command in the config's `processors.exec`.
+    Exec,
+}
+
+impl std::str::FromStr for ProcessorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "count" => Ok(ProcessorKind::Count),
+            "taxi-stats" => Ok(ProcessorKind::TaxiStats),
+            "exec" => Ok(ProcessorKind::Exec),
+            other => Err(format!(
+                "unknown processor {other:?} (count, taxi-stats, exec)"
+            )),
+        }
+    }
+}
+
+impl ProcessorKind {
+    /// The name jobs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessorKind::Count => "count",
+            ProcessorKind::TaxiStats => "taxi-stats",
+            ProcessorKind::Exec => "exec",
+        }
+    }
+}
 
 /// The only job version this agent reads.
 pub const VERSION: u32 = 1;
@@ -58,8 +93,8 @@ impl Job {
     }
 
     /// The records this job reads.
-    pub fn range(&self) -> crate::range::RecordRange {
-        crate::range::RecordRange {
+    pub fn range(&self) -> crate::contract::range::RecordRange {
+        crate::contract::range::RecordRange {
             first_record: self.first_record,
             record_count: self.record_count,
             record_length: self.record_length,

@@ -68,6 +68,6 @@ fn notify(states: &[NotifyState<'_>]) {
         return;
     }
     if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "sd_notify failed");
+        tracing::warn!(event = "sd_notify_failed", error = %e, "sd_notify failed");
     }
 }

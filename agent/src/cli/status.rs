@@ -1,25 +1,14 @@
-//! `rangefleet status`: how a run is going, for the operator (DESIGN 5.6).
-//!
-//! Three independent views, each asked only when its flag is given: the queue's counts
-//! (`Queue::stats`, SQS or SQLite), the fleet's instances by tag (EC2
-//! DescribeInstances, one `tag:K` filter per `--fleet-tag`, every page), and the plan's
-//! progress (`_plan.json` against the result documents written). Read-only: it changes
-//! nothing anywhere.
+//! `rangefleet status`: the queue's counts, the fleet's instances, the plan's progress.
 
-use std::collections::BTreeSet;
-
-use clap::Args;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::exit;
-use crate::plan::MANIFEST;
+use crate::operator::status::{InstanceRow, Progress};
 use crate::queue::QueueStats;
-use crate::store::Store;
 
 /// `rangefleet status`.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
+#[derive(Debug, clap::Args)]
+pub struct Args {
     /// The queue: sqlite:///path/queue.db or an SQS queue URL.
     #[arg(long)]
     pub queue: String,
@@ -34,20 +23,6 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// One instance of the fleet, as DescribeInstances reports it.
-pub use crate::ec2::Instance as InstanceRow;
-
-/// The plan's progress: jobs planned against result documents written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Progress {
-    /// Jobs in `_plan.json`.
-    pub planned: u64,
-    /// Planned jobs with a result document.
-    pub done: u64,
-    /// Result documents for jobs the plan does not have.
-    pub unexpected: u64,
-}
-
 fn parse_tag(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
@@ -58,47 +33,9 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-/// Lists the instances carrying every tag of `tags`, all pages, sorted by id.
-pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRow>, String> {
-    let fail = |e: crate::ec2::Ec2Error| format!("failed to describe the fleet's instances: {e}");
-    let client = crate::ec2::Ec2::from_env(None).await.map_err(fail)?;
-    client.describe_instances(tags).await.map_err(fail)
-}
-
-/// Planned jobs (from `_plan.json`) against result documents under `results`.
-pub async fn progress(results: &Store) -> Result<Progress, String> {
-    let manifest = match crate::plan::read_manifest(results).await? {
-        Some(m) => m,
-        None => {
-            return Err(format!(
-                "no {MANIFEST} under {}: nothing planned there yet",
-                results.url()
-            ))
-        }
-    };
-    let planned: BTreeSet<&str> = manifest.jobs.iter().map(String::as_str).collect();
-    let mut done = 0;
-    let mut unexpected = 0;
-    for obj in results.list().await.map_err(|e| e.to_string())? {
-        let Some(id) = crate::job::job_id_of_result(&obj.key) else {
-            continue;
-        };
-        if planned.contains(id.as_str()) {
-            done += 1;
-        } else {
-            unexpected += 1;
-        }
-    }
-    Ok(Progress {
-        planned: planned.len() as u64,
-        done,
-        unexpected,
-    })
-}
-
 /// Runs `status`; returns the exit code.
-pub async fn run(args: StatusArgs) -> i32 {
-    let Some(queue) = crate::commands::open_queue(&args.queue).await else {
+pub async fn run(args: Args) -> i32 {
+    let Some(queue) = super::open_queue(&args.queue).await else {
         return exit::USAGE;
     };
     let stats = match queue.stats().await {
@@ -114,7 +51,7 @@ pub async fn run(args: StatusArgs) -> i32 {
     let instances = if args.fleet_tags.is_empty() {
         None
     } else {
-        match fleet_instances(&args.fleet_tags).await {
+        match crate::operator::status::fleet_instances(&args.fleet_tags).await {
             Ok(rows) => Some(rows),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -125,10 +62,10 @@ pub async fn run(args: StatusArgs) -> i32 {
     let progress = match &args.results {
         None => None,
         Some(url) => {
-            let Some(store) = crate::commands::open_store(url, "results").await else {
+            let Some(store) = super::open_store(url, "results").await else {
                 return exit::USAGE;
             };
-            match progress(&store).await {
+            match crate::operator::status::progress(&store).await {
                 Ok(p) => Some(p),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -139,7 +76,7 @@ pub async fn run(args: StatusArgs) -> i32 {
     };
     if args.json {
         let doc = to_json(&args, &stats, instances.as_deref(), progress.as_ref());
-        crate::cli::print_json(&doc);
+        crate::output::print_json(&doc);
     } else {
         crate::out!("{}", text(&args, &stats, instances.as_deref()));
         if let Some(p) = &progress {
@@ -152,7 +89,7 @@ pub async fn run(args: StatusArgs) -> i32 {
 /// The `--json` document: `queue` always, `instances` with `--fleet-tag`, `plan` with
 /// `--results`.
 pub fn to_json(
-    args: &StatusArgs,
+    args: &Args,
     stats: &QueueStats,
     instances: Option<&[InstanceRow]>,
     progress: Option<&Progress>,
@@ -186,7 +123,7 @@ pub fn to_json(
     doc
 }
 
-fn text(args: &StatusArgs, stats: &QueueStats, instances: Option<&[InstanceRow]>) -> String {
+fn text(args: &Args, stats: &QueueStats, instances: Option<&[InstanceRow]>) -> String {
     let mut out = format!(
         "queue {}\n  visible {}, in flight {}, dead letters {}\n",
         args.queue, stats.visible, stats.in_flight, stats.dead
@@ -236,7 +173,7 @@ fn show_progress(p: &Progress) {
         }
     );
     if std::io::stderr().is_terminal() {
-        let bar = crate::cli::progress_bar(p.planned, "jobs");
+        let bar = crate::output::progress_bar(p.planned, "jobs");
         bar.set_position(p.done.min(p.planned));
         bar.abandon();
     }
@@ -255,34 +192,5 @@ mod tests {
         );
         assert!(parse_tag("nokey").is_err());
         assert!(parse_tag("=v").is_err());
-    }
-
-    #[tokio::test]
-    async fn progress_counts_planned_results_only() {
-        let store = Store::memory();
-        let manifest = json!({"v": 1, "source": "file:///d/", "processor": "count",
-            "record_length": 80, "records_per_job": 10, "objects": [],
-            "jobs": ["a.rec#0+10", "a.rec#10+10", "b.rec#0+10"]});
-        store
-            .put(MANIFEST, serde_json::to_vec(&manifest).unwrap().into())
-            .await
-            .unwrap();
-        for id in ["a.rec#0+10", "z.rec#0+1"] {
-            let key = crate::job::result_key(id);
-            store.put(&key, b"{}".to_vec().into()).await.unwrap();
-        }
-        store
-            .put("_instances/i-1.json", b"{}".to_vec().into())
-            .await
-            .unwrap();
-        let p = progress(&store).await.unwrap();
-        assert_eq!(
-            p,
-            Progress {
-                planned: 3,
-                done: 1,
-                unexpected: 1
-            }
-        );
     }
 }

@@ -1,5 +1,12 @@
 //! `rangefleet agent`: boot, then work until drained, then leave a summary.
 
+pub mod events;
+pub mod monitor;
+pub mod publish;
+pub mod sizing;
+pub mod systemd;
+pub mod worker;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,13 +14,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::Config;
-use crate::identity::Identity;
+use crate::boot::config::Config;
+use crate::boot::Identity;
 use crate::imds::ImdsClient;
 use crate::queue::{self, Queue};
-use crate::reduce::INSTANCES;
 use crate::store::{Store, StoreCache};
-use crate::worker::{self, Control, Deps, DrainReason, Settings};
+use worker::{Control, Deps, DrainReason, Settings};
 
 /// The SIGTERM drain budget (DESIGN 4): the unit's TimeoutStopSec is 110 s.
 pub const SIGTERM_DEADLINE: Duration = Duration::from_secs(90);
@@ -52,7 +58,7 @@ pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, 
     let results = Store::open(&config.results)
         .await
         .map_err(|e| AgentError::Config(format!("results {}: {e}", config.results)))?;
-    let vcpus = crate::cli::vcpus();
+    let vcpus = sizing::vcpus();
     let settings = Settings {
         concurrency: config.concurrency_for(vcpus),
         lease: Duration::from_secs(config.lease_seconds),
@@ -85,7 +91,7 @@ pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, 
     let stop_monitor = CancellationToken::new();
     let signals = tokio::spawn(drain_on_signal(control.clone()));
     if let Some(imds) = agent.imds.clone() {
-        tokio::spawn(crate::monitor::run(
+        tokio::spawn(crate::instance::monitor::run(
             imds,
             config.spot.clone(),
             control.clone(),
@@ -93,13 +99,13 @@ pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, 
         ));
     }
     if config.publish_tags {
-        tokio::spawn(crate::publish::run(
+        tokio::spawn(crate::instance::publish::run(
             agent.identity.clone(),
             config.tags.clone(),
         ));
     }
-    tracing::info!(
-        MESSAGE_ID = crate::monitor::message_id::BOOT,
+    tracing::info!(event = "agent_ready",
+        MESSAGE_ID = crate::instance::events::BOOT,
         INSTANCE_ID = %agent.identity.instance_id,
         concurrency = settings.concurrency,
         queue = %config.queue,
@@ -115,13 +121,14 @@ pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, 
     stop_monitor.cancel();
     signals.abort();
     let summary = worker::summary(&agent.identity, &agent.tags, &outcome);
-    let key = format!("{INSTANCES}{}.json", agent.identity.instance_id);
+    let key = crate::contract::summary::summary_key(&agent.identity.instance_id);
     let body = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
     if let Err(e) = results.put(&key, body.into()).await {
-        tracing::error!(error = %e, "failed to write the instance summary");
+        tracing::error!(event = "summary_write_failed", error = %e, "failed to write the instance summary");
     }
     tracing::info!(
-        MESSAGE_ID = crate::monitor::message_id::DRAINED,
+        event = "agent_stopped",
+        MESSAGE_ID = crate::instance::events::DRAINED,
         done = outcome
             .counters
             .done
@@ -143,7 +150,11 @@ async fn drain_on_signal(control: Control) {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        tracing::warn!(seconds = budget.as_secs(), "signal received: draining");
+        tracing::warn!(
+            event = "signal_drain",
+            seconds = budget.as_secs(),
+            "signal received: draining"
+        );
         control.drain(
             Instant::now() + budget,
             DrainReason {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::identity::Identity;
+use crate::boot::identity::Identity;
 
 /// Placeholders a tag value may use.
 pub const PLACEHOLDERS: [&str; 5] = [

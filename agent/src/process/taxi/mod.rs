@@ -3,12 +3,14 @@
 //! [`TaxiStats::add_records`] is the hot loop of the whole agent. On x86-64 CPUs with
 //! AVX2 (detected at run time, never assumed at build time) it checks all 80 bytes of
 //! a record at once and sums the numeric fields column by column; elsewhere it falls
-//! back to the scalar reference, [`records::parse`]. Both give identical results on
+//! back to the scalar reference, [`record::parse`]. Both give identical results on
 //! every input: see the tests at the bottom and docs/formats.md.
+
+pub mod record;
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::{self, RECORD_LENGTH};
+use record::RECORD_LENGTH;
 
 /// The `taxi-stats` output: all integers, so merging is exact, associative and
 /// commutative. Serialises to exactly the keys of DESIGN 5.1, in that order.
@@ -58,7 +60,7 @@ impl TaxiStats {
     pub fn add_records_reference(&mut self, buf: &[u8]) {
         // A trailing partial chunk is shorter than 80 bytes, so `parse` refuses it.
         for record in buf.chunks(RECORD_LENGTH) {
-            match records::parse(record) {
+            match record::parse(record) {
                 Some(trip) => self.add_trip(&trip),
                 None => self.bad_records = self.bad_records.wrapping_add(1),
             }
@@ -66,7 +68,7 @@ impl TaxiStats {
     }
 
     /// Adds one good record's fields.
-    pub fn add_trip(&mut self, trip: &records::Trip) {
+    pub fn add_trip(&mut self, trip: &record::Trip) {
         self.records = self.records.wrapping_add(1);
         self.passengers = self.passengers.wrapping_add(trip.passengers.into());
         self.distance_centimiles = self
@@ -126,7 +128,7 @@ pub(crate) mod avx2 {
     use std::sync::OnceLock;
 
     use super::TaxiStats;
-    use crate::records::{
+    use crate::process::taxi::record::{
         DISTANCE, FARE, PASSENGERS, PAYMENT_TYPE, PICKUP_HOUR, RECORD_LENGTH, SHAPE, TIP, TOTAL,
     };
 
@@ -524,7 +526,7 @@ mod tests {
     /// the pickup hour run 00–99 so the 23/24 boundary is crossed often.
     fn good_record(digits: &[u8; RECORD_LENGTH], hour: u8, hour_any: bool) -> [u8; RECORD_LENGTH] {
         let mut r = [0u8; RECORD_LENGTH];
-        for (i, &s) in records::SHAPE.iter().enumerate() {
+        for (i, &s) in record::SHAPE.iter().enumerate() {
             r[i] = match s {
                 b'D' => b'0' + digits[i] % 10,
                 b'P' => b'1' + digits[i] % 6,

@@ -5,62 +5,32 @@
 //! processes over `file://` data, sends one of them a spot interruption notice mid-run,
 //! then reduces and checks the answer against the totals the generator knows.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::exit;
-use crate::gen::{self, GenOptions};
 use crate::imds::mock::{MockOptions, MockServer};
-use crate::plan::PlanOptions;
+use crate::operator::gen::{self, GenOptions};
+use crate::operator::plan::PlanOptions;
 use crate::process::ProcessorKind;
 use crate::store::Store;
 
-/// `rangefleet demo`.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Work here instead of a fresh temporary directory (kept afterwards).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+/// What the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
     /// Records per partition (14 partitions).
-    #[arg(long, default_value_t = 100_000)]
     pub records: u64,
-    /// Records per job (small jobs, so the run lasts long enough to see the drain).
-    #[arg(long, default_value_t = 500)]
+    /// Records per job.
     pub records_per_job: u64,
     /// Agent processes.
-    #[arg(long, default_value_t = 4)]
     pub agents: usize,
 }
 
-/// Runs the demo; exit 0 when coverage is complete and the totals are exact.
-pub async fn run(args: DemoArgs) -> i32 {
-    let (dir, temporary) = match &args.dir {
-        Some(d) => (d.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("rangefleet-demo-{}", std::process::id())),
-            true,
-        ),
-    };
-    let code = match demo(&args, &dir).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::FAILURE
-        }
-    };
-    if temporary && code == exit::OK {
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        crate::outln!("(files kept in {})", dir.display());
-    }
-    code
-}
-
-async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
+/// Runs the demo in `dir`: Ok(exit code), 0 when coverage is complete and the totals are exact.
+pub async fn run(args: &DemoOptions, dir: &Path) -> Result<i32, String> {
     let started = Instant::now();
     let step = |what: &str| crate::outln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     let data = dir.join("data");
@@ -104,7 +74,7 @@ async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
         records_per_job: args.records_per_job,
         skip_bad_objects: false,
     };
-    let manifest = crate::plan::plan(
+    let manifest = crate::operator::plan::plan(
         &plan_opts,
         &source,
         &results,
@@ -195,7 +165,7 @@ async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
     }
     stop_mocks.cancel();
 
-    let reduced = crate::reduce::reduce(&results).await?;
+    let reduced = crate::operator::reduce::reduce(&results).await?;
     crate::outln!();
     for s in &reduced.instances {
         crate::outln!(
@@ -211,7 +181,7 @@ async fn demo(args: &DemoArgs, dir: &Path) -> Result<i32, String> {
         );
     }
     crate::outln!();
-    crate::out!("{}", crate::reduce::table(&reduced));
+    crate::out!("{}", crate::operator::reduce::table(&reduced));
     let exact = reduced.merged.total.to_json()
         == serde_json::to_value(&summary.expected.total).unwrap_or_default();
     crate::outln!(

@@ -23,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::allow::AllowList;
 use crate::backoff::FullJitter;
-use crate::identity::Identity;
-use crate::job::{self, BadJob, Job};
+use crate::boot::Identity;
+use crate::contract::allow::AllowList;
+use crate::contract::job::{self, BadJob, Job};
 use crate::process::{exec, Accumulator, ProcessorKind};
 use crate::queue::{Lease, Queue, QueueError};
 use crate::store::{self, Expect, PutOutcome, Store, StoreCache, StoreError};
@@ -212,7 +212,8 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
 
     // The watchdog pings come from the loop's own turns, so a stuck loop stops them;
     // the tick wakes an idle turn often enough that a long job does not.
-    let tick = crate::systemd::watchdog_interval().map_or(Duration::from_secs(10), |d| d / 2);
+    let tick =
+        crate::instance::systemd::watchdog_interval().map_or(Duration::from_secs(10), |d| d / 2);
     // The drain acts on jobs in flight at once, even while the loop waits in a long poll.
     let watcher = tokio::spawn(drain_watcher(
         control.clone(),
@@ -305,11 +306,13 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                 let pause = queue_backoff.next_delay();
                 match &e {
                     QueueError::Fault(_) | QueueError::BadUrl(_) => tracing::error!(
-                        error = %e, ?pause,
+                        event = "lease_fault", error = %e, pause_ms = pause.as_millis() as u64,
                         "cannot lease jobs: the agent's role, region or queue URL is wrong; \
                          no job is touched until this is fixed"
                     ),
-                    _ => tracing::warn!(error = %e, ?pause, "lease failed; retrying"),
+                    _ => {
+                        tracing::warn!(event = "lease_retry", error = %e, pause_ms = pause.as_millis() as u64, "lease failed; retrying")
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
@@ -355,15 +358,18 @@ fn is_paused(ctx: &Ctx) -> bool {
 async fn done_when_empty(ctx: &Ctx, tracker: &TaskTracker) -> bool {
     let done = ctx.settings.until_empty && tracker.is_empty() && queue_is_empty(ctx).await;
     if done {
-        tracing::info!("queue is empty; exiting as --until-empty asks");
+        tracing::info!(
+            event = "queue_empty",
+            "queue is empty; exiting as --until-empty asks"
+        );
     }
     done
 }
 
 /// One turn of the loop: WATCHDOG=1 and a STATUS line for `systemctl status`.
 fn alive(ctx: &Ctx, tracker: &TaskTracker, phase: &str) {
-    crate::systemd::watchdog();
-    crate::systemd::status(&format!(
+    crate::instance::systemd::watchdog();
+    crate::instance::systemd::status(&format!(
         "{phase}; {} running, {} done, {} failed",
         tracker.len(),
         ctx.counters.done.load(Ordering::Relaxed),
@@ -468,7 +474,7 @@ async fn run_job(
     let (job, kind) = match parsed {
         Ok(j) => j,
         Err(BadJob(reason)) => {
-            tracing::warn!(queue_message_id = %lease.message_id, %reason, "refusing a bad job");
+            tracing::warn!(event = "bad_job", queue_message_id = %lease.message_id, %reason, "refusing a bad job");
             dead_letter(ctx, &lease, &reason).await;
             return;
         }
@@ -476,7 +482,7 @@ async fn run_job(
     let partition = job.partition_name();
     let span = tracing::info_span!("job", job_id = %job.job_id, source = %job.source, partition = %partition, attempt = lease.receive_count);
     async {
-        tracing::info!("job started");
+        tracing::info!(event = "job_started", "job started");
         let started_at = SystemTime::now();
         let work = process(ctx, &job, kind, &read);
         let heartbeat = heartbeat(ctx, &lease);
@@ -516,12 +522,14 @@ async fn heartbeat(ctx: &Ctx, lease: &Lease) {
     loop {
         tick.tick().await;
         match ctx.deps.queue.extend(lease, ctx.settings.lease).await {
-            Ok(()) => tracing::debug!("lease extended"),
+            Ok(()) => tracing::debug!(event = "lease_extended", "lease extended"),
             Err(QueueError::LeaseLost(e)) => {
-                tracing::warn!(error = %e, "lease lost; abandoning the job (another worker has it)");
+                tracing::warn!(event = "lease_lost", error = %e, "lease lost; abandoning the job (another worker has it)");
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed; will try again"),
+            Err(e) => {
+                tracing::warn!(event = "heartbeat_failed", error = %e, "heartbeat failed; will try again")
+            }
         }
     }
 }
@@ -609,12 +617,15 @@ async fn finish(
         .await
     {
         Ok(PutOutcome::Created) => {
-            tracing::info!(bytes, "job done");
+            tracing::info!(event = "job_done", bytes, "job done");
             ctx.counters.done.fetch_add(1, Ordering::Relaxed);
             ctx.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         }
         Ok(PutOutcome::AlreadyExists) => {
-            tracing::info!("result already written by an earlier attempt; counted once");
+            tracing::info!(
+                event = "job_redone",
+                "result already written by an earlier attempt; counted once"
+            );
             ctx.counters.redone.fetch_add(1, Ordering::Relaxed);
         }
         Err(StoreError::Fault(reason)) => {
@@ -629,7 +640,7 @@ async fn finish(
     }
     if let Err(e) = ctx.deps.queue.ack(lease).await {
         // The result is written; a redelivery will find it and count it as redone.
-        tracing::warn!(error = %e, "ack failed after the result was written");
+        tracing::warn!(event = "ack_failed", error = %e, "ack failed after the result was written");
     }
 }
 
@@ -638,7 +649,7 @@ async fn retry_or_give_up(ctx: &Ctx, lease: &Lease, reason: &str) {
         let reason = format!("gave up after {} attempts: {reason}", lease.receive_count);
         dead_letter(ctx, lease, &reason).await;
     } else {
-        tracing::warn!(%reason, attempt = lease.receive_count, "job failed; releasing it for another try");
+        tracing::warn!(event = "job_retry", %reason, attempt = lease.receive_count, "job failed; releasing it for another try");
         release(ctx, lease, reason).await;
     }
 }
@@ -651,7 +662,7 @@ fn pause_for_fault(ctx: &Ctx, reason: &str) {
         .next_delay()
         .max(Duration::from_secs(1));
     tracing::error!(
-        %reason, ?pause,
+        event = "environment_fault", %reason, pause_ms = pause.as_millis() as u64,
         "the agent's environment is wrong (access denied, credentials, region): \
          the job is released, not dead-lettered, and leasing pauses"
     );
@@ -665,9 +676,11 @@ async fn release(ctx: &Ctx, lease: &Lease, why: &str) {
     match ctx.deps.queue.release(lease).await {
         Ok(()) => {
             ctx.counters.released.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(why, "job released");
+            tracing::info!(event = "job_released", why, "job released");
         }
-        Err(e) => tracing::warn!(error = %e, "release failed; the job returns when its lease ends"),
+        Err(e) => {
+            tracing::warn!(event = "release_failed", error = %e, "release failed; the job returns when its lease ends")
+        }
     }
 }
 
@@ -675,15 +688,15 @@ async fn dead_letter(ctx: &Ctx, lease: &Lease, reason: &str) {
     match ctx.deps.queue.dead_letter(lease, reason).await {
         Ok(()) => {
             ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                MESSAGE_ID = crate::monitor::message_id::JOB_FAILED,
+            tracing::warn!(event = "job_dead_lettered",
+                MESSAGE_ID = crate::instance::events::JOB_FAILED,
                 reason,
                 queue_message_id = %lease.message_id,
                 "job dead-lettered"
             );
         }
         Err(e) => {
-            tracing::error!(error = %e, reason, "dead-lettering failed; the job returns when its lease ends")
+            tracing::error!(event = "dead_letter_failed", error = %e, reason, "dead-lettering failed; the job returns when its lease ends")
         }
     }
 }

@@ -15,27 +15,13 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{OnRebalance, SpotConfig};
+use crate::boot::config::{OnRebalance, SpotConfig};
 use crate::imds::ImdsClient;
-use crate::worker::{Control, DrainReason};
+use crate::instance::events;
+use crate::instance::worker::{Control, DrainReason};
 
 /// How long a drain may take when the notice gives no time (ASG, rebalance → drain).
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(90);
-/// Stable MESSAGE_IDs for the journal (see docs/operations.md).
-pub mod message_id {
-    /// The agent booted and is about to lease.
-    pub const BOOT: &str = "0d7b5c3a1f9e4d2b8a6c4e2f0a8b6d4c";
-    /// A job was dead-lettered.
-    pub const JOB_FAILED: &str = "c4a2e0f8d6b4a2c0e8f6d4b2a0c8e6f4";
-    /// The agent finished draining and stopped.
-    pub const DRAINED: &str = "9a1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d";
-    /// A spot interruption notice was seen.
-    pub const INTERRUPTION: &str = "8f3c2a1e5b7d4e6f9a0b1c2d3e4f5a6b";
-    /// A rebalance recommendation was seen.
-    pub const REBALANCE: &str = "2b4d6f8a0c1e3f5a7b9c0d2e4f6a8b0c";
-    /// The auto-scaling group is terminating this instance.
-    pub const ASG_TERMINATION: &str = "5e7a9c1b3d5f7e9a1c3b5d7f9e1a3c5b";
-}
 
 /// Polls until `stop` is cancelled, steering `control`. Returns the number of IMDS
 /// errors seen.
@@ -81,7 +67,7 @@ pub async fn run(
                 }
                 Err(e) => {
                     errors += 1;
-                    tracing::warn!(error = %e, errors, "IMDS poll failed; the worker goes on");
+                    tracing::warn!(event = "imds_poll_failed", error = %e, errors, "IMDS poll failed; the worker goes on");
                 }
             }
         }
@@ -107,7 +93,8 @@ fn act(kind: Kind, payload: &str, spot: &SpotConfig, control: &Control) {
                 .unwrap_or(Duration::ZERO)
                 .min(Duration::from_secs(120));
             tracing::warn!(
-                MESSAGE_ID = message_id::INTERRUPTION,
+                event = "spot_interruption",
+                MESSAGE_ID = events::INTERRUPTION,
                 action,
                 seconds_left = left.as_secs(),
                 "spot interruption notice: draining"
@@ -121,7 +108,7 @@ fn act(kind: Kind, payload: &str, spot: &SpotConfig, control: &Control) {
             );
         }
         Kind::Rebalance => {
-            tracing::warn!(MESSAGE_ID = message_id::REBALANCE, on_rebalance = ?spot.on_rebalance, "rebalance recommendation");
+            tracing::warn!(event = "rebalance_recommendation", MESSAGE_ID = events::REBALANCE, on_rebalance = ?spot.on_rebalance, "rebalance recommendation");
             match spot.on_rebalance {
                 OnRebalance::Ignore => {}
                 OnRebalance::StopLeasing => control.stop_leasing(),
@@ -136,7 +123,8 @@ fn act(kind: Kind, payload: &str, spot: &SpotConfig, control: &Control) {
         }
         Kind::Lifecycle => {
             tracing::warn!(
-                MESSAGE_ID = message_id::ASG_TERMINATION,
+                event = "asg_termination",
+                MESSAGE_ID = events::ASG_TERMINATION,
                 "auto-scaling is terminating this instance: draining"
             );
             control.drain(

@@ -1,0 +1,34 @@
+//! `rangefleet identity`: what the agent would boot with, printed as JSON.
+
+use crate::exit;
+use crate::imds::{ImdsClient, ImdsOptions};
+
+use super::BootArgs;
+
+/// Runs `identity`; returns the exit code.
+pub async fn run(args: BootArgs) -> i32 {
+    let client = match ImdsOptions::from_env(args.imds_allow_v1).and_then(ImdsClient::new) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + args.boot_deadline;
+    match crate::boot::boot(&client, deadline).await {
+        Ok(b) => {
+            let report = crate::boot::report(
+                Some(&b.identity),
+                &b.config,
+                &b.tags,
+                Some(crate::instance::sizing::vcpus()),
+            );
+            crate::output::print_json(&report);
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

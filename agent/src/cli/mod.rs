@@ -1,0 +1,185 @@
+//! The `rangefleet` command line (DESIGN 5.6). Each subcommand maps its errors to the
+//! documented exit codes; `main.rs` only calls [`main`].
+
+pub mod agent;
+pub mod demo;
+pub mod gen;
+pub mod identity;
+pub mod imds_mock;
+pub mod plan;
+pub mod reduce;
+pub mod scan;
+pub mod status;
+pub mod userdata;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit;
+use crate::logging::{self, LogFormat};
+use crate::queue::Queue;
+use crate::store::Store;
+
+const ABOUT: &str =
+    "Run batch jobs over fixed-length records in partitioned S3 data on EC2 spot fleets.";
+
+const LONG_ABOUT: &str = "\
+Run batch jobs over fixed-length records in partitioned S3 data on EC2 spot fleets.
+
+On an instance, `rangefleet agent` learns who it is from the instance metadata service
+(IMDSv2) and what to do from its user-data, then leases jobs from a queue, reads each
+job's record range with one ranged GET, and writes an idempotent result.
+
+Start here:
+  rangefleet userdata check user-data.yaml     validate user-data before you launch
+  rangefleet imds-mock --userdata user-data.yaml
+                                               a local IMDS to try the agent against
+  AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT rangefleet identity
+
+Exit codes: 0 success; 1 failure at run time; 2 bad usage, or invalid config,
+user-data or input; 3 reduce: coverage incomplete; 75 boot deadline passed (IMDS or
+the queue unreachable; systemd restarts the unit).";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "rangefleet", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// How to log: journald under systemd, text lines, or JSON lines (all on stderr
+    /// except journald).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        env = "RANGEFLEET_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ask IMDS who this instance is, read its config from user-data, print both, exit.
+    ///
+    /// Prints {"identity", "config", "tags"} as JSON: what the agent would run with.
+    /// Makes no EC2 API call. Point it at a local IMDS with
+    /// AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT.
+    Identity(BootArgs),
+    /// Work with user-data files before you launch.
+    Userdata {
+        #[command(subcommand)]
+        command: userdata::Command,
+    },
+    /// Serve a local instance metadata service for tests, demos and user-data checks.
+    ///
+    /// Prints its base URL on the first line of stdout, then serves until stopped.
+    /// Tokens, IMDSv1 refusal, directory listings, the identity document, role
+    /// credentials, and spot, rebalance and auto-scaling notices on a schedule.
+    /// GET /_mock/stats returns request counts by method and path.
+    #[command(name = "imds-mock")]
+    ImdsMock(Box<imds_mock::Args>),
+    /// Generate taxi trip test data in Hive layout, with the totals it must produce.
+    ///
+    /// Writes DIR/color=C/date=D/part-0000.rec (80-byte records, DESIGN 5.1) for every
+    /// colour and day, and DIR/_expected.json: the taxi-stats computed from the values
+    /// generated (not by parsing them back). The same seed gives the same bytes.
+    Gen(gen::Args),
+    /// Compute an answer over a folder, prefix or object in this process (no queue).
+    ///
+    /// Splits the data into the jobs `plan` would make and runs them here, 2 × CPUs at
+    /// a time, then prints the merged output per partition and in total (DESIGN 5.5,
+    /// without coverage). Objects whose names start with _ or . are skipped.
+    Scan(scan::Args),
+    /// Split partitioned data into jobs, write the plan manifest, enqueue the jobs.
+    ///
+    /// Lists SOURCE, records each object's size and ETag, splits each into record-aligned
+    /// jobs (one ranged GET each), interleaves them across partitions, writes
+    /// RESULTS/_plan.json (refusing to replace one without --force), and enqueues them.
+    /// Stops on objects that are not whole records unless --skip-bad-objects.
+    Plan(plan::Args),
+    /// Run the worker: lease jobs, read, process, write results, ack; drain on notice.
+    ///
+    /// On an instance it boots from IMDS and user-data (see `identity`). It stops
+    /// leasing on a rebalance recommendation (by default), and on a spot interruption,
+    /// an auto-scaling termination or SIGTERM it finishes what fits before the deadline,
+    /// releases the rest, writes RESULTS/_instances/<instance-id>.json and exits 0.
+    Agent(agent::Args),
+    /// Merge results with an exact coverage check against the plan.
+    ///
+    /// Every planned job must have exactly one result. Prints the merged output per
+    /// partition and in total, and "planned N, done N, lost M, …". Exit 3 when any
+    /// planned job has no result.
+    Reduce(reduce::Args),
+    /// How a run is going: queue counts, the fleet's instances by tag, the plan's progress.
+    ///
+    /// Visible, in-flight and dead-lettered messages of --queue; with --fleet-tag K=V,
+    /// the instances carrying that tag (EC2 DescribeInstances); with --results, planned
+    /// jobs against results written (a progress bar on a terminal). --json for machines.
+    Status(status::Args),
+    /// The whole system on one machine, no AWS: gen, plan, 4 agents, a spot notice, reduce.
+    ///
+    /// Works in a fresh temporary directory (removed on success) unless --dir.
+    Demo(demo::Args),
+}
+
+/// Settings needed before the config can be read (so they cannot be in it).
+#[derive(Debug, Clone, Args)]
+pub struct BootArgs {
+    /// Fall back to IMDSv1 when no IMDSv2 token can be had. Off by default: IMDSv1
+    /// lets any SSRF on the instance read its credentials.
+    #[arg(long, env = "RANGEFLEET_IMDS_ALLOW_V1")]
+    pub imds_allow_v1: bool,
+    /// Give up on IMDS after this long and exit 75 (systemd restarts the unit).
+    #[arg(long, env = "RANGEFLEET_BOOT_DEADLINE", default_value = "120s", value_parser = crate::time::parse_duration)]
+    pub boot_deadline: Duration,
+}
+
+/// Parses the command line, runs it, returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> i32 {
+    match command {
+        Command::Identity(args) => identity::run(args).await,
+        Command::Userdata { command } => userdata::run(command),
+        Command::ImdsMock(args) => imds_mock::run(*args).await,
+        Command::Gen(args) => gen::run(args),
+        Command::Scan(args) => scan::run(args).await,
+        Command::Plan(args) => plan::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
+        Command::Reduce(args) => reduce::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Opens the store at `url`, or says why not (`what` names it: source, results).
+pub(crate) async fn open_store(url: &str, what: &str) -> Option<Store> {
+    Store::open(url)
+        .await
+        .map_err(|e| eprintln!("error: {what} {url}: {e}"))
+        .ok()
+}
+
+/// Opens the queue at `url`, or says why not.
+pub(crate) async fn open_queue(url: &str) -> Option<std::sync::Arc<dyn Queue>> {
+    crate::queue::open(url, None)
+        .await
+        .map_err(|e| eprintln!("error: queue {url}: {e}"))
+        .ok()
+}

@@ -1,0 +1,41 @@
+//! `rangefleet reduce`: merge results with an exact coverage check against the plan.
+
+use crate::exit;
+
+use super::open_store;
+
+/// `rangefleet reduce`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The results prefix a plan wrote its manifest to.
+    #[arg(long)]
+    pub results: String,
+    /// Print DESIGN 5.5's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `reduce`.
+pub async fn run(args: Args) -> i32 {
+    let Some(results) = open_store(&args.results, "results").await else {
+        return exit::USAGE;
+    };
+    match crate::operator::reduce::reduce(&results).await {
+        Ok(r) => {
+            if args.json {
+                crate::output::print_json(&r.to_json());
+            } else {
+                crate::out!("{}", crate::operator::reduce::table(&r));
+            }
+            if r.complete() {
+                exit::OK
+            } else {
+                exit::INCOMPLETE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILURE
+        }
+    }
+}

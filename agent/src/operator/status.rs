@@ -1,0 +1,103 @@
+//! How a run is going, for the operator (`rangefleet status`, DESIGN 5.6).
+//!
+//! Three independent views, each asked only when `cli::status` has its flag: the queue's counts
+//! (`Queue::stats`, SQS or SQLite), the fleet's instances by tag (EC2
+//! DescribeInstances, one `tag:K` filter per `--fleet-tag`, every page), and the plan's
+//! progress (`_plan.json` against the result documents written). Read-only: it changes
+//! nothing anywhere.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+#[cfg(test)]
+use serde_json::json;
+
+use crate::operator::plan::MANIFEST;
+use crate::store::Store;
+
+/// One instance of the fleet, as DescribeInstances reports it.
+pub use crate::aws::ec2::Instance as InstanceRow;
+
+/// The plan's progress: jobs planned against result documents written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// Jobs in `_plan.json`.
+    pub planned: u64,
+    /// Planned jobs with a result document.
+    pub done: u64,
+    /// Result documents for jobs the plan does not have.
+    pub unexpected: u64,
+}
+
+/// Lists the instances carrying every tag of `tags`, all pages, sorted by id.
+pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRow>, String> {
+    let fail =
+        |e: crate::aws::ec2::Ec2Error| format!("failed to describe the fleet's instances: {e}");
+    let client = crate::aws::ec2::Ec2::from_env(None).await.map_err(fail)?;
+    client.describe_instances(tags).await.map_err(fail)
+}
+
+/// Planned jobs (from `_plan.json`) against result documents under `results`.
+pub async fn progress(results: &Store) -> Result<Progress, String> {
+    let manifest = match crate::operator::plan::read_manifest(results).await? {
+        Some(m) => m,
+        None => {
+            return Err(format!(
+                "no {MANIFEST} under {}: nothing planned there yet",
+                results.url()
+            ))
+        }
+    };
+    let planned: BTreeSet<&str> = manifest.jobs.iter().map(String::as_str).collect();
+    let mut done = 0;
+    let mut unexpected = 0;
+    for obj in results.list().await.map_err(|e| e.to_string())? {
+        let Some(id) = crate::contract::job::job_id_of_result(&obj.key) else {
+            continue;
+        };
+        if planned.contains(id.as_str()) {
+            done += 1;
+        } else {
+            unexpected += 1;
+        }
+    }
+    Ok(Progress {
+        planned: planned.len() as u64,
+        done,
+        unexpected,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn progress_counts_planned_results_only() {
+        let store = Store::memory();
+        let manifest = json!({"v": 1, "source": "file:///d/", "processor": "count",
+            "record_length": 80, "records_per_job": 10, "objects": [],
+            "jobs": ["a.rec#0+10", "a.rec#10+10", "b.rec#0+10"]});
+        store
+            .put(MANIFEST, serde_json::to_vec(&manifest).unwrap().into())
+            .await
+            .unwrap();
+        for id in ["a.rec#0+10", "z.rec#0+1"] {
+            let key = crate::contract::job::result_key(id);
+            store.put(&key, b"{}".to_vec().into()).await.unwrap();
+        }
+        store
+            .put("_instances/i-1.json", b"{}".to_vec().into())
+            .await
+            .unwrap();
+        let p = progress(&store).await.unwrap();
+        assert_eq!(
+            p,
+            Progress {
+                planned: 3,
+                done: 1,
+                unexpected: 1
+            }
+        );
+    }
+}
