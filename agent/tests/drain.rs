@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use rangefleet::boot::Identity;
+use rangefleet::instance::systemd::Recorder as Notices;
 use rangefleet::instance::worker::{self, Control, Deps, DrainReason, Settings};
 use rangefleet::operator::plan::{self, PlanOptions};
 use rangefleet::process::taxi::TaxiStats;
@@ -143,6 +144,7 @@ async fn agent(f: &Fleet, name: &str, every: Option<Duration>) -> (Deps, Arc<Rec
         results: f.results.clone(),
         identity: Identity::local(name, "us-east-1"),
         tags: BTreeMap::new(),
+        notifier: Arc::new(Notices::default()),
     };
     (deps, recorder)
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::boot::{self, Identity};
 use crate::exit;
 use crate::imds::{ImdsClient, ImdsOptions};
+use crate::instance::{Booted, Deps};
 
 use super::BootArgs;
 
@@ -87,25 +88,44 @@ pub async fn run(args: Args) -> i32 {
             }
         }
     };
-    let agent = crate::instance::Agent {
+    let deps = match Deps::connect(&config, &identity.region, imds).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
+    let booted = Booted {
         identity,
         tags,
         config,
-        imds,
         until_empty: args.until_empty,
     };
-    match crate::instance::run(agent, crate::instance::systemd::ready).await {
-        Ok(_) => {
-            crate::instance::systemd::stopping();
-            exit::OK
-        }
-        Err(crate::instance::AgentError::Config(e)) => {
-            eprintln!("error: {e}");
-            exit::USAGE
-        }
+    match crate::instance::run(deps, booted, signals()).await {
+        Ok(_) => exit::OK,
         Err(e) => {
             eprintln!("error: {e}");
-            exit::FAILURE
+            e.exit_code()
         }
     }
+}
+
+/// SIGTERM and Ctrl-C, one item each, for as long as the agent runs.
+fn signals() -> impl futures::Stream<Item = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate()).ok();
+    futures::stream::unfold(term, |mut term| async move {
+        match term.as_mut() {
+            Some(t) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        Some(((), term))
+    })
 }

@@ -1,4 +1,14 @@
-//! `rangefleet agent`: boot, then work until drained, then leave a summary.
+//! One instance's control plane: the composition root [`run`], and what it composes.
+//!
+//! [`run`] takes every client as a dependency ([`Deps`]), what boot learned
+//! ([`Booted`]), and the shutdown signals as a stream, so a test drives a whole
+//! instance's life in process, with fakes and paused time, exactly as the binary
+//! drives it with real clients (`cli/agent.rs` builds them with [`Deps::connect`]):
+//!
+//! ```text
+//! READY=1 → worker (lease → read → process → result → ack) + monitor (notices) + tags
+//!         → a notice or a signal drains the worker → _instances/<id>.json → STOPPING=1
+//! ```
 
 pub mod events;
 pub mod monitor;
@@ -7,9 +17,11 @@ pub mod sizing;
 pub mod systemd;
 pub mod worker;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -19,137 +31,191 @@ use crate::boot::Identity;
 use crate::imds::ImdsClient;
 use crate::queue::{self, Queue};
 use crate::store::{Store, StoreCache};
-use worker::{Control, Deps, DrainReason, Settings};
+use monitor::Notices;
+use publish::TagPublisher;
+use systemd::Notifier;
+use worker::{Control, DrainReason, Settings};
 
-/// The SIGTERM drain budget (DESIGN 4): the unit's TimeoutStopSec is 110 s.
+/// The SIGTERM drain budget: the unit's TimeoutStopSec is 110 s (docs/operations.md).
 pub const SIGTERM_DEADLINE: Duration = Duration::from_secs(90);
+/// The budget after a second signal.
+pub const HURRY_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Everything the agent needs once booted.
-pub struct Agent {
+/// The clients an instance works with.
+#[derive(Clone)]
+pub struct Deps {
+    /// Where jobs come from.
+    pub queue: Arc<dyn Queue>,
+    /// Where results and the instance summary go.
+    pub results: Store,
+    /// Job sources, opened on first use.
+    pub stores: StoreCache,
+    /// The spot, rebalance and auto-scaling notices (none on one machine).
+    pub notices: Option<Arc<dyn Notices>>,
+    /// Publishes per-instance tags when the config asks for it.
+    pub publisher: Arc<dyn TagPublisher>,
+    /// The service manager (sd_notify).
+    pub notifier: Arc<dyn Notifier>,
+}
+
+impl Deps {
+    /// The real clients for `config`: the queue and the results store it names, IMDS
+    /// for the notices when there is one, EC2 for tags, sd_notify.
+    pub async fn connect(
+        config: &Config,
+        region: &str,
+        imds: Option<ImdsClient>,
+    ) -> Result<Deps, InstanceError> {
+        let queue = queue::open(&config.queue, Some(region))
+            .await
+            .map_err(|e| InstanceError::Config(format!("queue {}: {e}", config.queue)))?;
+        let results = Store::open(&config.results)
+            .await
+            .map_err(|e| InstanceError::Config(format!("results {}: {e}", config.results)))?;
+        Ok(Deps {
+            queue,
+            results,
+            stores: StoreCache::default(),
+            notices: imds.map(|c| Arc::new(c) as Arc<dyn Notices>),
+            publisher: Arc::new(publish::Ec2Publisher),
+            notifier: Arc::new(systemd::SdNotify::default()),
+        })
+    }
+}
+
+/// What boot learned, and how this run was asked to end.
+#[derive(Debug, Clone)]
+pub struct Booted {
     /// Who we are.
     pub identity: Identity,
     /// Effective tags.
-    pub tags: std::collections::BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
     /// The config.
     pub config: Config,
-    /// IMDS, for the monitor (absent with --no-imds).
-    pub imds: Option<ImdsClient>,
-    /// Exit when the queue is empty.
+    /// Exit when the queue is empty (batch runs).
     pub until_empty: bool,
 }
 
-/// Why the agent could not run.
+/// Why the instance could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// The config points at something unusable.
+pub enum InstanceError {
+    /// The config points at something unusable (exit 2).
     #[error("{0}")]
     Config(String),
-    /// Something failed at run time.
+    /// Something failed at run time (exit 1).
     #[error("{0}")]
     Runtime(String),
 }
 
-/// Runs the agent until it drains. `ready` is called once it is about to lease.
-pub async fn run(agent: Agent, ready: impl FnOnce()) -> Result<worker::Outcome, AgentError> {
-    let config = &agent.config;
-    let queue: Arc<dyn Queue> = queue::open(&config.queue, Some(&agent.identity.region))
-        .await
-        .map_err(|e| AgentError::Config(format!("queue {}: {e}", config.queue)))?;
-    let results = Store::open(&config.results)
-        .await
-        .map_err(|e| AgentError::Config(format!("results {}: {e}", config.results)))?;
-    let vcpus = sizing::vcpus();
+impl InstanceError {
+    /// The exit code the binary ends with (docs/cli.md).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            InstanceError::Config(_) => crate::exit::USAGE,
+            InstanceError::Runtime(_) => crate::exit::FAILURE,
+        }
+    }
+}
+
+/// Runs one instance until it drains: READY, work, a summary, STOPPING. Each item of
+/// `shutdown` is one signal: the first drains within [`SIGTERM_DEADLINE`], each later
+/// one within [`HURRY_DEADLINE`].
+pub async fn run(
+    deps: Deps,
+    booted: Booted,
+    shutdown: impl Stream<Item = ()> + Send + 'static,
+) -> Result<worker::Outcome, InstanceError> {
+    let config = &booted.config;
     let settings = Settings {
-        concurrency: config.concurrency_for(vcpus),
+        concurrency: config.concurrency_for(sizing::vcpus()),
         lease: Duration::from_secs(config.lease_seconds),
         // SQS long polls for 20 s; a batch run (--until-empty) polls for 2 s so it
         // notices the end promptly. SQLite polls locally, every second.
         poll_wait: if config.queue.starts_with("sqlite:") {
             Duration::from_secs(1)
-        } else if agent.until_empty {
+        } else if booted.until_empty {
             Duration::from_secs(2)
         } else {
             Duration::from_secs(20)
         },
         inputs: config.inputs.clone(),
-        exec: config
-            .processors
-            .exec
-            .as_ref()
-            .map(crate::process::exec::ExecSpec::from),
+        exec: config.processors.exec.as_ref().map(Into::into),
         drain_margin: Duration::from_secs(config.spot.drain_margin_seconds),
-        until_empty: agent.until_empty,
+        until_empty: booted.until_empty,
     };
-    let deps = Deps {
-        queue,
-        stores: StoreCache::default(),
-        results: results.clone(),
-        identity: agent.identity.clone(),
-        tags: agent.tags.clone(),
+    let worker_deps = worker::Deps {
+        queue: deps.queue.clone(),
+        stores: deps.stores.clone(),
+        results: deps.results.clone(),
+        identity: booted.identity.clone(),
+        tags: booted.tags.clone(),
+        notifier: deps.notifier.clone(),
     };
     let control = Control::default();
     let stop_monitor = CancellationToken::new();
-    let signals = tokio::spawn(drain_on_signal(control.clone()));
-    if let Some(imds) = agent.imds.clone() {
-        tokio::spawn(crate::instance::monitor::run(
-            imds,
+    let signals = tokio::spawn(drain_on_signals(Box::pin(shutdown), control.clone()));
+    let monitor = deps.notices.clone().map(|notices| {
+        tokio::spawn(monitor::run(
+            notices,
             config.spot.clone(),
             control.clone(),
             stop_monitor.clone(),
-        ));
-    }
-    if config.publish_tags {
-        tokio::spawn(crate::instance::publish::run(
-            agent.identity.clone(),
-            config.tags.clone(),
-        ));
-    }
-    tracing::info!(event = "agent_ready",
-        MESSAGE_ID = crate::instance::events::BOOT,
-        INSTANCE_ID = %agent.identity.instance_id,
+        ))
+    });
+    let publishing = config.publish_tags.then(|| {
+        let publisher = deps.publisher.clone();
+        let (identity, tags) = (booted.identity.clone(), config.tags.clone());
+        tokio::spawn(async move { publisher.publish(identity, tags).await })
+    });
+    tracing::info!(
+        event = "agent_ready",
+        MESSAGE_ID = events::BOOT,
+        INSTANCE_ID = %booted.identity.instance_id,
         concurrency = settings.concurrency,
         queue = %config.queue,
         "agent ready"
     );
-    ready();
+    deps.notifier.ready();
     // Every entry the agent logs carries INSTANCE_ID (a span field, upper-cased in journald).
-    let span = tracing::info_span!("agent", instance_id = %agent.identity.instance_id);
-    let outcome = worker::run(deps, settings, control)
+    let span = tracing::info_span!("agent", instance_id = %booted.identity.instance_id);
+    let result = worker::run(worker_deps, settings, control)
         .instrument(span)
-        .await
-        .map_err(AgentError::Config)?;
+        .await;
     stop_monitor.cancel();
     signals.abort();
-    let summary = worker::summary(&agent.identity, &agent.tags, &outcome);
-    let key = crate::contract::summary::summary_key(&agent.identity.instance_id);
+    if let Some(m) = monitor {
+        let _ = m.await;
+    }
+    if let Some(p) = publishing {
+        p.abort();
+    }
+    let outcome = result.map_err(InstanceError::Config)?;
+    let summary = worker::summary(&booted.identity, &booted.tags, &outcome);
+    let key = crate::contract::summary::summary_key(&booted.identity.instance_id);
     let body = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
-    if let Err(e) = results.put(&key, body.into()).await {
+    if let Err(e) = deps.results.put(&key, body.into()).await {
         tracing::error!(event = "summary_write_failed", error = %e, "failed to write the instance summary");
     }
     tracing::info!(
         event = "agent_stopped",
-        MESSAGE_ID = crate::instance::events::DRAINED,
+        MESSAGE_ID = events::DRAINED,
         done = outcome
             .counters
             .done
             .load(std::sync::atomic::Ordering::Relaxed),
         "agent stopped"
     );
+    deps.notifier.stopping();
     Ok(outcome)
 }
 
-/// SIGTERM or Ctrl-C: drain within [`SIGTERM_DEADLINE`]; a second one hurries to 5 s.
-async fn drain_on_signal(control: Control) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return;
-    };
+/// Drains on each signal: within [`SIGTERM_DEADLINE`], then [`HURRY_DEADLINE`].
+async fn drain_on_signals(
+    mut shutdown: std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>,
+    control: Control,
+) {
     let mut budget = SIGTERM_DEADLINE;
-    loop {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+    while shutdown.next().await.is_some() {
         tracing::warn!(
             event = "signal_drain",
             seconds = budget.as_secs(),
@@ -162,6 +228,6 @@ async fn drain_on_signal(control: Control) {
                 detail: format!("drain within {} s", budget.as_secs()),
             },
         );
-        budget = Duration::from_secs(5);
+        budget = HURRY_DEADLINE;
     }
 }

@@ -184,6 +184,50 @@ pub async fn run(identity: Identity, config_tags: BTreeMap<String, String>) {
     }
 }
 
+/// Publishes an instance's per-instance tags: the seam the composition root calls when
+/// the config says `publish_tags: true`.
+#[async_trait::async_trait]
+pub trait TagPublisher: Send + Sync {
+    /// Tags `identity`'s instance with the templated tags of `config_tags`. Never fails
+    /// the agent: a publisher that cannot publish logs why and returns.
+    async fn publish(&self, identity: Identity, config_tags: BTreeMap<String, String>);
+}
+
+/// The real publisher: CreateTags through EC2 ([`run`]).
+#[derive(Debug, Default)]
+pub struct Ec2Publisher;
+
+#[async_trait::async_trait]
+impl TagPublisher for Ec2Publisher {
+    async fn publish(&self, identity: Identity, config_tags: BTreeMap<String, String>) {
+        run(identity, config_tags).await;
+    }
+}
+
+/// A publisher that records what it was asked to publish, for in-process tests.
+#[derive(Debug, Default)]
+pub struct RecordingPublisher {
+    calls: std::sync::Mutex<Vec<Vec<(String, String)>>>,
+}
+
+impl RecordingPublisher {
+    /// The tags of each call, as [`publishable`] expanded them.
+    pub fn calls(&self) -> Vec<Vec<(String, String)>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl TagPublisher for RecordingPublisher {
+    async fn publish(&self, identity: Identity, config_tags: BTreeMap<String, String>) {
+        let tags = publishable(&config_tags, &identity);
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tags);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

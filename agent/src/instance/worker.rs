@@ -48,6 +48,8 @@ pub struct Deps {
     pub identity: Identity,
     /// Effective tags (in every result).
     pub tags: BTreeMap<String, String>,
+    /// The service manager: watchdog pings and status lines from the loop's own turns.
+    pub notifier: Arc<dyn crate::instance::systemd::Notifier>,
 }
 
 /// How the worker runs (from the config, with defaults resolved).
@@ -212,8 +214,11 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
 
     // The watchdog pings come from the loop's own turns, so a stuck loop stops them;
     // the tick wakes an idle turn often enough that a long job does not.
-    let tick =
-        crate::instance::systemd::watchdog_interval().map_or(Duration::from_secs(10), |d| d / 2);
+    let tick = ctx
+        .deps
+        .notifier
+        .watchdog_interval()
+        .map_or(Duration::from_secs(10), |d| d / 2);
     // The drain acts on jobs in flight at once, even while the loop waits in a long poll.
     let watcher = tokio::spawn(drain_watcher(
         control.clone(),
@@ -368,8 +373,8 @@ async fn done_when_empty(ctx: &Ctx, tracker: &TaskTracker) -> bool {
 
 /// One turn of the loop: WATCHDOG=1 and a STATUS line for `systemctl status`.
 fn alive(ctx: &Ctx, tracker: &TaskTracker, phase: &str) {
-    crate::instance::systemd::watchdog();
-    crate::instance::systemd::status(&format!(
+    ctx.deps.notifier.watchdog();
+    ctx.deps.notifier.status(&format!(
         "{phase}; {} running, {} done, {} failed",
         tracker.len(),
         ctx.counters.done.load(Ordering::Relaxed),
@@ -449,8 +454,12 @@ async fn queue_is_empty(ctx: &Ctx) -> bool {
 /// Why a job did not produce a result.
 #[derive(Debug)]
 enum JobError {
+    /// Reading the source or writing the result.
     Store(StoreError),
+    /// The exec processor failed.
     Exec(String),
+    /// Writing the result document.
+    ResultWrite(StoreError),
 }
 
 impl std::fmt::Display for JobError {
@@ -458,8 +467,48 @@ impl std::fmt::Display for JobError {
         match self {
             JobError::Store(e) => e.fmt(f),
             JobError::Exec(e) => f.write_str(e),
+            JobError::ResultWrite(e) => write!(f, "writing the result: {e}"),
         }
     }
+}
+
+/// What the worker does about a failed job: the one place errors are routed by class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// The job itself is bad: dead-letter it now, with the reason.
+    DeadLetter(String),
+    /// Worth another try: release it; dead-letter it at its [`MAX_ATTEMPTS`]th receive.
+    Retry(String),
+    /// The agent's environment is wrong: release it, pause leasing, condemn nothing.
+    Pause(String),
+}
+
+impl JobError {
+    fn route(&self) -> Route {
+        match self {
+            JobError::Store(StoreError::Permanent(r)) => Route::DeadLetter(r.clone()),
+            JobError::Store(StoreError::Fault(r)) => Route::Pause(r.clone()),
+            JobError::Store(e @ (StoreError::Retryable(_) | StoreError::NotFound(_))) => {
+                Route::Retry(e.to_string())
+            }
+            JobError::Exec(e) => Route::Retry(e.clone()),
+            // A result that cannot be written says nothing against the job itself.
+            JobError::ResultWrite(StoreError::Fault(r)) => Route::Pause(r.clone()),
+            e @ JobError::ResultWrite(_) => Route::Retry(e.to_string()),
+        }
+    }
+}
+
+/// How a job's run ended.
+enum Ended {
+    /// It produced an output from this many bytes.
+    Done(Value, u64),
+    /// It failed.
+    Failed(JobError),
+    /// The drain abandoned it: release it for another worker.
+    Abandoned,
+    /// The lease was lost: another worker may hold the job now, so leave it alone.
+    LeaseLost,
 }
 
 /// Runs one leased job, `parsed` from its body: a result and an ack, a release, or a
@@ -484,35 +533,45 @@ async fn run_job(
     async {
         tracing::info!(event = "job_started", "job started");
         let started_at = SystemTime::now();
-        let work = process(ctx, &job, kind, &read);
-        let heartbeat = heartbeat(ctx, &lease);
-        let result = tokio::select! {
-            r = work => Some(r),
-            _ = abandon.cancelled() => None,
-            _ = heartbeat => None,
+        let ended = tokio::select! {
+            r = process(ctx, &job, kind, &read) => match r {
+                Ok((output, bytes)) => Ended::Done(output, bytes),
+                Err(e) => Ended::Failed(e),
+            },
+            _ = abandon.cancelled() => Ended::Abandoned,
+            () = heartbeat(ctx, &lease) => Ended::LeaseLost,
         };
-        match result {
-            None => release(ctx, &lease, "released while draining").await,
-            Some(Ok((output, bytes))) => {
+        match ended {
+            Ended::Done(output, bytes) => {
                 finish(ctx, &lease, &job, output, bytes, started_at).await;
             }
-            Some(Err(JobError::Store(StoreError::Permanent(reason)))) => {
-                dead_letter(ctx, &lease, &reason).await;
-            }
-            Some(Err(JobError::Store(StoreError::Fault(reason)))) => {
-                pause_for_fault(ctx, &reason);
-                release(
-                    ctx,
-                    &lease,
-                    "released after a fault of the agent's environment",
-                )
-                .await;
-            }
-            Some(Err(e)) => retry_or_give_up(ctx, &lease, &e.to_string()).await,
+            Ended::Failed(e) => fail(ctx, &lease, &e).await,
+            Ended::Abandoned => release(ctx, &lease, "released while draining").await,
+            Ended::LeaseLost => tracing::warn!(
+                event = "job_abandoned_lease_lost",
+                "job abandoned: its lease was lost, so another worker may have it; not released"
+            ),
         }
     }
     .instrument(span)
     .await
+}
+
+/// Routes a failed job by its error's class ([`JobError::route`]).
+async fn fail(ctx: &Ctx, lease: &Lease, e: &JobError) {
+    match e.route() {
+        Route::DeadLetter(reason) => dead_letter(ctx, lease, &reason).await,
+        Route::Pause(reason) => {
+            pause_for_fault(ctx, &reason);
+            release(
+                ctx,
+                lease,
+                "released after a fault of the agent's environment",
+            )
+            .await;
+        }
+        Route::Retry(reason) => retry_or_give_up(ctx, lease, &reason).await,
+    }
 }
 
 /// Extends the lease every third of it; returns only if the lease is lost.
@@ -618,6 +677,8 @@ async fn finish(
     {
         Ok(PutOutcome::Created) => {
             tracing::info!(event = "job_done", bytes, "job done");
+            // The environment works again: the next fault starts its backoff afresh.
+            ctx.fault_backoff.lock().unwrap().reset();
             ctx.counters.done.fetch_add(1, Ordering::Relaxed);
             ctx.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         }
@@ -628,13 +689,8 @@ async fn finish(
             );
             ctx.counters.redone.fetch_add(1, Ordering::Relaxed);
         }
-        Err(StoreError::Fault(reason)) => {
-            pause_for_fault(ctx, &reason);
-            release(ctx, lease, "released: the result could not be written").await;
-            return;
-        }
         Err(e) => {
-            retry_or_give_up(ctx, lease, &format!("writing the result: {e}")).await;
+            fail(ctx, lease, &JobError::ResultWrite(e)).await;
             return;
         }
     }

@@ -673,19 +673,47 @@ pub fn locate(source_url: &str) -> Result<(String, String), StoreError> {
 
 /// One [`Store`] per scheme and bucket (or host), so the agent builds a client once,
 /// not per job. Cheap to clone; clones share the stores.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct StoreCache {
     stores: Arc<tokio::sync::Mutex<HashMap<String, Store>>>,
+    opener: Opener,
+}
+
+/// Opens the store at a base URL: [`Store::open`] in production, anything in tests.
+pub type Opener = Arc<
+    dyn Fn(String) -> futures::future::BoxFuture<'static, Result<Store, StoreError>> + Send + Sync,
+>;
+
+impl Default for StoreCache {
+    fn default() -> Self {
+        StoreCache::with_opener(Arc::new(|url: String| {
+            Box::pin(async move { Store::open(&url).await })
+        }))
+    }
+}
+
+impl std::fmt::Debug for StoreCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreCache").finish_non_exhaustive()
+    }
 }
 
 impl StoreCache {
+    /// A cache that opens stores with `opener` on first use.
+    pub fn with_opener(opener: Opener) -> StoreCache {
+        StoreCache {
+            stores: Arc::default(),
+            opener,
+        }
+    }
+
     /// The store for `base_url` (as [`locate`] gives it), opened on first use.
     pub async fn get(&self, base_url: &str) -> Result<Store, StoreError> {
         let mut stores = self.stores.lock().await;
         if let Some(s) = stores.get(base_url) {
             return Ok(s.clone());
         }
-        let s = Store::open(base_url).await?;
+        let s = (self.opener)(base_url.to_string()).await?;
         stores.insert(base_url.to_string(), s.clone());
         Ok(s)
     }

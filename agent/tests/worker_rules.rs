@@ -1,0 +1,266 @@
+//! The worker's rules for what goes wrong, in process with paused time:
+//! a retryable failure is dead-lettered at its 5th receive; a fault of the environment
+//! pauses leasing and condemns nothing; a heartbeat keeps a job past its lease; a lost
+//! lease abandons the job without releasing a lease that is no longer ours.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rangefleet::boot::Identity;
+use rangefleet::instance::systemd::Recorder;
+use rangefleet::instance::worker::{self, Control, Deps, Settings, MAX_ATTEMPTS};
+use rangefleet::queue::fake::{FakeQueue, FaultyQueue, Op};
+use rangefleet::queue::{Lease, Queue, QueueError, QueueStats};
+use rangefleet::store::faulty::{FaultyObjectStore, GetFault};
+use rangefleet::store::Store;
+use tokio::time::Instant;
+
+use common::{data, results, secs, stores, SOURCE};
+
+/// Records when each call was made, around any queue.
+struct Timeline<Q: ?Sized> {
+    inner: Arc<Q>,
+    calls: Mutex<Vec<(Instant, &'static str, u32)>>,
+}
+
+impl<Q: Queue + ?Sized> Timeline<Q> {
+    fn new(inner: Arc<Q>) -> Arc<Self> {
+        Arc::new(Timeline {
+            inner,
+            calls: Mutex::default(),
+        })
+    }
+    fn record(&self, what: &'static str, receive_count: u32) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((Instant::now(), what, receive_count));
+    }
+    fn calls(&self, what: &str) -> Vec<(Instant, u32)> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.1 == what)
+            .map(|c| (c.0, c.2))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl<Q: Queue + ?Sized> Queue for Timeline<Q> {
+    async fn lease(&self, max: usize, v: Duration, w: Duration) -> Result<Vec<Lease>, QueueError> {
+        let got = self.inner.lease(max, v, w).await?;
+        for l in &got {
+            self.record("lease", l.receive_count);
+        }
+        Ok(got)
+    }
+    async fn extend(&self, l: &Lease, v: Duration) -> Result<(), QueueError> {
+        self.record("extend", l.receive_count);
+        self.inner.extend(l, v).await
+    }
+    async fn ack(&self, l: &Lease) -> Result<(), QueueError> {
+        self.record("ack", l.receive_count);
+        self.inner.ack(l).await
+    }
+    async fn release(&self, l: &Lease) -> Result<(), QueueError> {
+        self.record("release", l.receive_count);
+        self.inner.release(l).await
+    }
+    async fn dead_letter(&self, l: &Lease, r: &str) -> Result<(), QueueError> {
+        self.record("dead_letter", l.receive_count);
+        self.inner.dead_letter(l, r).await
+    }
+    async fn enqueue(&self, b: &[String]) -> Result<(), QueueError> {
+        self.inner.enqueue(b).await
+    }
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        self.inner.stats().await
+    }
+}
+
+fn deps(queue: Arc<dyn Queue>, faulty: Arc<FaultyObjectStore>, results: &Store) -> Deps {
+    Deps {
+        queue,
+        stores: stores(faulty),
+        results: results.clone(),
+        identity: Identity::local("i-0rules", "us-east-1"),
+        tags: BTreeMap::new(),
+        notifier: Arc::new(Recorder::default()),
+    }
+}
+
+fn settings(lease: Duration) -> Settings {
+    Settings {
+        concurrency: 1,
+        lease,
+        poll_wait: secs(1),
+        inputs: vec![SOURCE.into()],
+        exec: None,
+        drain_margin: secs(20),
+        until_empty: true,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retryable_failure_is_dead_lettered_at_its_fifth_receive() {
+    let d = data(100, 100).await; // one job
+    let faulty = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    faulty.push(1_000, GetFault::Retryable);
+    let q = Timeline::new(d.queue.clone());
+    let store = Store::memory();
+    let out = worker::run(
+        deps(q.clone(), faulty.clone(), &store),
+        settings(secs(300)),
+        Control::default(),
+    )
+    .await
+    .unwrap();
+    let leases: Vec<u32> = q.calls("lease").iter().map(|c| c.1).collect();
+    assert_eq!(leases, (1..=MAX_ATTEMPTS).collect::<Vec<_>>());
+    assert_eq!(q.calls("release").len(), MAX_ATTEMPTS as usize - 1);
+    let dead = d.queue.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].2, MAX_ATTEMPTS);
+    assert!(
+        dead[0].1.contains("gave up after 5 attempts"),
+        "{}",
+        dead[0].1
+    );
+    assert_eq!(faulty.gets(), MAX_ATTEMPTS as u64);
+    assert_eq!(out.counters.failed.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fault_pauses_leasing_and_dead_letters_nothing() {
+    let d = data(100, 100).await; // one job
+    let faulty = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    // Access denied far more often than the attempt limit: a plan's worth of good jobs
+    // would be dead-lettered if faults counted as attempts.
+    faulty.push(3 * MAX_ATTEMPTS as usize, GetFault::Forbidden);
+    let q = Timeline::new(d.queue.clone());
+    let store = Store::memory();
+    let out = worker::run(
+        deps(q.clone(), faulty, &store),
+        settings(secs(300)),
+        Control::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        d.queue.dead_letters().is_empty(),
+        "{:?}",
+        d.queue.dead_letters()
+    );
+    assert_eq!(
+        out.counters.done.load(Ordering::Relaxed),
+        1,
+        "done once access returns"
+    );
+    assert_eq!(results(&store).await.len(), 1);
+    // Every release after a fault is followed by a pause of at least a second before
+    // the next lease.
+    let releases = q.calls("release");
+    let leases = q.calls("lease");
+    assert_eq!(releases.len(), 3 * MAX_ATTEMPTS as usize);
+    for (released, _) in &releases {
+        let next = leases
+            .iter()
+            .find(|(at, _)| at > released)
+            .expect("leased again");
+        assert!(
+            next.0 - *released >= secs(1),
+            "leased {:?} after a fault",
+            next.0 - *released
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_keeps_a_job_past_its_lease() {
+    let d = data(100, 100).await; // one job of 8,000 bytes
+    let faulty = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    // The read takes 10 × 20 s = 200 s against a 60 s lease.
+    faulty.push(
+        1,
+        GetFault::Paced {
+            chunk: 800,
+            every: secs(20),
+        },
+    );
+    let q = Timeline::new(d.queue.clone());
+    let store = Store::memory();
+    let out = worker::run(
+        deps(q.clone(), faulty, &store),
+        settings(secs(60)),
+        Control::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(q.calls("lease").len(), 1, "never leased twice");
+    assert!(
+        q.calls("extend").len() >= 9,
+        "extended every 20 s: {:?}",
+        q.calls("extend")
+    );
+    assert_eq!(q.calls("ack").len(), 1);
+    assert_eq!(out.counters.done.load(Ordering::Relaxed), 1);
+    let docs = results(&store).await;
+    assert_eq!(docs.values().next().unwrap()["attempt"], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_lease_abandons_the_job_and_releases_nothing() {
+    let d = data(100, 100).await; // one job
+    let faulty_store = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    faulty_store.push(
+        1,
+        GetFault::Paced {
+            chunk: 800,
+            every: secs(20),
+        },
+    );
+    let faulty_queue = Arc::new(FaultyQueue::new(d.queue.clone() as Arc<FakeQueue>));
+    faulty_queue.fail_next(
+        Op::Extend,
+        1,
+        QueueError::LeaseLost("another worker leased it".into()),
+    );
+    let q = Timeline::new(faulty_queue.clone());
+    let store = Store::memory();
+    let control = Control::default();
+    let mut s = settings(secs(60));
+    s.until_empty = false;
+    let run = tokio::spawn(worker::run(
+        deps(q.clone(), faulty_store, &store),
+        s,
+        control.clone(),
+    ));
+    // The first heartbeat (20 s) finds the lease lost.
+    tokio::time::sleep(secs(30)).await;
+    control.stop_leasing();
+    let out = run.await.unwrap().unwrap();
+    assert_eq!(
+        q.calls("release"),
+        vec![],
+        "no release of a lease that is not ours"
+    );
+    assert_eq!(q.calls("ack"), vec![]);
+    assert_eq!(q.calls("dead_letter"), vec![]);
+    assert_eq!(out.counters.released.load(Ordering::Relaxed), 0);
+    assert!(
+        results(&store).await.is_empty(),
+        "an abandoned job writes no result"
+    );
+    assert_eq!(
+        d.queue.bodies().len(),
+        1,
+        "the job stays in the queue for its holder"
+    );
+}
