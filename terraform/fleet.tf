@@ -8,6 +8,11 @@ resource "aws_launch_template" "agent" {
   user_data              = module.userdata.user_data_base64gzip
   vpc_security_group_ids = concat([aws_security_group.agent.id], module.settings.security_group_ids)
   ebs_optimized          = true
+  # The agent's last resort when it cannot even tell Auto Scaling it is
+  # unhealthy is to power the instance off: terminate rather than stop, so
+  # the group sees it gone and replaces it (a stopped instance would wait for
+  # the next EC2 health check and keep its volume).
+  instance_initiated_shutdown_behavior = "terminate"
 
   # The module's own profile, or the one given (by ARN or by name).
   iam_instance_profile {

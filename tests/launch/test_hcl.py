@@ -113,6 +113,11 @@ class RootModule(unittest.TestCase):
                 self.assertIs(ebs["encrypted"], True, "EBS volume not encrypted")
                 self.assertTrue(ebs.get("delete_on_termination"), "volumes must not outlive workers")
 
+    def test_power_off_terminates(self):
+        # The agent's fallback when SetInstanceHealth is out of reach.
+        lt = resource(self.tf, "aws_launch_template", "agent")
+        self.assertEqual(unq(lt["instance_initiated_shutdown_behavior"]), "terminate")
+
     def test_imds_settings(self):
         lt = resource(self.tf, "aws_launch_template", "agent")
         (md,) = lt["metadata_options"]
