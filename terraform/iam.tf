@@ -1,5 +1,10 @@
 # The instance role: exactly what the agent does, on exactly the fleet's
-# resources. No statement has a bare "*" action or resource.
+# resources. No statement has a "*" action, and the only "*" resource is
+# autoscaling:DescribeAutoScalingInstances, which has no resource-level
+# permissions at all.
+#
+# With create_iam_instance_profile = false the module creates none of this;
+# the iam_policy_json output is the same policy, for the caller's own role.
 
 data "aws_iam_policy_document" "assume" {
   statement {
@@ -13,16 +18,39 @@ data "aws_iam_policy_document" "assume" {
 }
 
 resource "aws_iam_role" "agent" {
-  name_prefix        = "${var.name}-agent-"
-  description        = "rangefleet ${var.name} agent instances"
-  assume_role_policy = data.aws_iam_policy_document.assume.json
-  tags               = local.launch_tags
+  count = var.create_iam_instance_profile ? 1 : 0
+
+  name_prefix          = "${var.name}-agent-"
+  path                 = module.settings.iam_role.path
+  permissions_boundary = module.settings.iam_role.permissions_boundary
+  description          = "rangefleet ${var.name} agent instances"
+  assume_role_policy   = data.aws_iam_policy_document.assume.json
+  tags                 = local.launch_tags
 }
 
 resource "aws_iam_instance_profile" "agent" {
+  count = var.create_iam_instance_profile ? 1 : 0
+
   name_prefix = "${var.name}-agent-"
-  role        = aws_iam_role.agent.name
+  path        = module.settings.iam_role.path
+  role        = aws_iam_role.agent[0].name
   tags        = local.launch_tags
+}
+
+# Earlier versions created these unconditionally; keep them in place.
+moved {
+  from = aws_iam_role.agent
+  to   = aws_iam_role.agent[0]
+}
+
+moved {
+  from = aws_iam_instance_profile.agent
+  to   = aws_iam_instance_profile.agent[0]
+}
+
+moved {
+  from = aws_iam_role_policy.agent
+  to   = aws_iam_role_policy.agent[0]
 }
 
 data "aws_iam_policy_document" "agent" {
@@ -74,6 +102,31 @@ data "aws_iam_policy_document" "agent" {
     sid       = "DeadLetter"
     actions   = ["sqs:SendMessage", "sqs:GetQueueUrl"]
     resources = [aws_sqs_queue.dlq.arn]
+  }
+
+  # Fleet health (docs/launch.md): the agent completes the drain hook of its
+  # own termination (RecordLifecycleActionHeartbeat while a drain runs long,
+  # CompleteLifecycleAction when done) and marks its instance Unhealthy when
+  # it cannot work. All three support resource-level permissions on the
+  # autoScalingGroup resource type, so the resource is this group's ARN (it
+  # holds the group's id, so a later group of the same name does not match).
+  statement {
+    sid = "OwnGroupLifecycle"
+    actions = [
+      "autoscaling:CompleteLifecycleAction",
+      "autoscaling:RecordLifecycleActionHeartbeat",
+      "autoscaling:SetInstanceHealth",
+    ]
+    resources = [aws_autoscaling_group.agent.arn]
+  }
+
+  # The agent learns its group's name from its instance id. This action has
+  # no resource-level permissions: "*" is the only resource it accepts. It
+  # reads group membership, nothing else.
+  statement {
+    sid       = "FindOwnGroup"
+    actions   = ["autoscaling:DescribeAutoScalingInstances"]
+    resources = ["*"]
   }
 
   # The agent binary, when it is fetched from S3 by the install script.
@@ -135,13 +188,15 @@ data "aws_kms_key" "sqs" {
 }
 
 resource "aws_iam_role_policy" "agent" {
+  count = var.create_iam_instance_profile ? 1 : 0
+
   name   = "rangefleet-agent"
-  role   = aws_iam_role.agent.id
+  role   = aws_iam_role.agent[0].id
   policy = data.aws_iam_policy_document.agent.json
 }
 
 resource "aws_iam_role_policy_attachment" "ssm" {
-  count      = var.enable_ssm ? 1 : 0
-  role       = aws_iam_role.agent.name
+  count      = var.create_iam_instance_profile && var.enable_ssm ? 1 : 0
+  role       = aws_iam_role.agent[0].name
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }

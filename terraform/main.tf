@@ -46,7 +46,41 @@ locals {
     bucket = regex("^s3://([^/]+)", var.results)[0]
     prefix = local.results_path == "" ? "" : "${local.results_path}/"
   }
+  # The termination lifecycle hook the agent completes after draining
+  # (CompleteLifecycleAction needs the hook's name).
+  drain_hook_name = "rangefleet-drain"
+
+  # Named here, not read from the alarm: the alarm watches the group, and the
+  # group's instance refresh names the alarm.
+  unhealthy_alarm_name = "${var.name}-unhealthy"
+
+  instance_profile_arn  = var.create_iam_instance_profile ? aws_iam_instance_profile.agent[0].arn : module.settings.instance_profile.arn
+  instance_profile_name = var.create_iam_instance_profile ? null : module.settings.instance_profile.name
+
   agent_object_arn = startswith(var.agent_url, "s3://") ? "arn:${local.partition}:s3:::${trimprefix(var.agent_url, "s3://")}" : null
+}
+
+# Provider-free cross-checks of the fleet inputs (exactly one of instance_types
+# and instance_requirements, the instance profile choice, …), tested offline
+# by modules/settings/tests.
+module "settings" {
+  source = "./modules/settings"
+
+  max_size                                 = var.max_size
+  instance_types                           = var.instance_types
+  instance_requirements                    = var.instance_requirements
+  on_demand_base_capacity                  = var.on_demand_base_capacity
+  on_demand_percentage_above_base_capacity = var.on_demand_percentage_above_base_capacity
+  create_iam_instance_profile              = var.create_iam_instance_profile
+  iam_instance_profile_arn                 = var.iam_instance_profile_arn
+  iam_instance_profile_name                = var.iam_instance_profile_name
+  iam_role_path                            = var.iam_role_path
+  iam_role_permissions_boundary            = var.iam_role_permissions_boundary
+  security_group_ids                       = var.security_group_ids
+  alarm_sns_topic_arn                      = var.alarm_sns_topic_arn
+  queue_age_alarm_seconds                  = var.queue_age_alarm_seconds
+  unhealthy_alarm_percent                  = var.unhealthy_alarm_percent
+  unhealthy_alarm_minutes                  = var.unhealthy_alarm_minutes
 }
 
 module "userdata" {

@@ -2,9 +2,13 @@
 # at its 5th receive; the redrive (20 receives) is the backstop, since releases
 # count as receives too (DESIGN.md section 4).
 
+# Dead letters wait for a person, so the DLQ keeps them as long as SQS allows
+# (14 days), whatever the job queue's retention. Jobs the agent dead-letters
+# are sent anew and get all 14 days; jobs moved by the redrive policy keep
+# their first enqueue time, so their clock started on the job queue.
 resource "aws_sqs_queue" "dlq" {
   name                      = "${var.name}-dlq"
-  message_retention_seconds = var.queue_message_retention_seconds
+  message_retention_seconds = 1209600
   sqs_managed_sse_enabled   = var.sqs_kms_key_id == null ? true : null
   kms_master_key_id         = var.sqs_kms_key_id
   tags                      = local.launch_tags

@@ -19,6 +19,7 @@ variable "queue" {
 variable "inputs" {
   description = "Allow-list of source prefixes the agent may read (s3://bucket/prefix/ or file:///path/)."
   type        = list(string)
+  nullable    = false
 
   validation {
     condition     = length(var.inputs) > 0
