@@ -152,6 +152,9 @@ async fn agent(f: &Fleet, name: &str, every: Option<Duration>) -> (Deps, Arc<Rec
 fn settings(until_empty: bool) -> Settings {
     Settings {
         concurrency: 2,
+        gets: 2,
+        part_size: rangefleet::instance::sizing::PART_SIZE,
+        cpu_slots: 4,
         lease: Duration::from_secs(300),
         poll_wait: Duration::from_secs(1),
         inputs: vec!["s3://bucket/trips/".into()],

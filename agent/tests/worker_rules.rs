@@ -99,6 +99,9 @@ fn deps(queue: Arc<dyn Queue>, faulty: Arc<FaultyObjectStore>, results: &Store) 
 fn settings(lease: Duration) -> Settings {
     Settings {
         concurrency: 1,
+        gets: 1,
+        part_size: rangefleet::instance::sizing::PART_SIZE,
+        cpu_slots: 4,
         lease,
         poll_wait: secs(1),
         inputs: vec![SOURCE.into()],

@@ -54,7 +54,7 @@ pub struct Processors {
 }
 
 /// A validated config.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `sqlite:///…` or an SQS queue URL.
     pub queue: String,
@@ -62,8 +62,10 @@ pub struct Config {
     pub inputs: Vec<String>,
     /// Where results go.
     pub results: String,
-    /// Jobs in flight; `None` = 2 × vCPUs.
+    /// Jobs and GETs in flight; `None` = sized from the network (`instance/sizing.rs`).
     pub concurrency: Option<u32>,
+    /// The throughput target, Gbit/s; `None` = the instance type's network performance.
+    pub max_throughput_gbps: Option<f64>,
     /// Lease per job, seconds.
     pub lease_seconds: u64,
     /// Tags as written (templates unexpanded).
@@ -79,20 +81,19 @@ pub struct Config {
 /// The default job lease (DESIGN 4).
 pub const DEFAULT_LEASE_SECONDS: u64 = 300;
 
-impl Config {
-    /// Jobs in flight on a machine with `vcpus` CPUs.
-    pub fn concurrency_for(&self, vcpus: usize) -> usize {
-        self.concurrency
-            .map(|c| c as usize)
-            .unwrap_or_else(|| (2 * vcpus).clamp(1, 1024))
-    }
+/// The smallest `max_throughput_gbps` accepted.
+pub const MIN_GBPS: f64 = 0.1;
+/// The largest `max_throughput_gbps` accepted (the fastest EC2 networks, 3,200 Gbit/s).
+pub const MAX_GBPS: f64 = 3200.0;
 
-    /// The config as JSON, every key present (DESIGN 5.4). `vcpus` fills the
-    /// machine-dependent default; without it the default reads `"auto"`.
-    pub fn to_json(&self, vcpus: Option<usize>) -> Value {
-        let concurrency = match (self.concurrency, vcpus) {
+impl Config {
+    /// The config as JSON, every key present (DESIGN 5.4). `sized` fills in the jobs in
+    /// flight when the config leaves `concurrency` out (the agent sizes itself from the
+    /// instance: `instance/sizing.rs`); without it the default reads `"auto"`.
+    pub fn to_json(&self, sized: Option<usize>) -> Value {
+        let concurrency = match (self.concurrency, sized) {
             (Some(c), _) => json!(c),
-            (None, Some(v)) => json!(self.concurrency_for(v)),
+            (None, Some(n)) => json!(n),
             (None, None) => json!("auto"),
         };
         json!({
@@ -100,6 +101,7 @@ impl Config {
             "inputs": self.inputs,
             "results": self.results,
             "concurrency": concurrency,
+            "max_throughput_gbps": self.max_throughput_gbps.map_or(json!("auto"), |g| json!(g)),
             "lease_seconds": self.lease_seconds,
             "tags": self.tags,
             "spot": self.spot,
@@ -145,6 +147,7 @@ struct RawConfig {
     inputs: Vec<String>,
     results: String,
     concurrency: Option<i64>,
+    max_throughput_gbps: Option<f64>,
     lease_seconds: Option<i64>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
@@ -269,6 +272,16 @@ impl Validator<'_> {
             None => None,
             Some(_) => Some(self.range("concurrency", raw.concurrency, 1, 1024, 0)? as u32),
         };
+        let max_throughput_gbps = match raw.max_throughput_gbps {
+            None => None,
+            Some(g) if (MIN_GBPS..=MAX_GBPS).contains(&g) => Some(g),
+            Some(g) => {
+                return Err(self.err(
+                    "max_throughput_gbps",
+                    format!("expected {MIN_GBPS}..={MAX_GBPS} (Gbit/s), got {g}"),
+                ))
+            }
+        };
         let lease_seconds = self.range(
             "lease_seconds",
             raw.lease_seconds,
@@ -344,6 +357,7 @@ impl Validator<'_> {
             inputs: raw.inputs,
             results: raw.results,
             concurrency,
+            max_throughput_gbps,
             lease_seconds,
             tags: raw.tags,
             spot,
@@ -476,9 +490,9 @@ mod tests {
         assert_eq!(c.spot.on_rebalance, OnRebalance::StopLeasing);
         assert_eq!(c.spot.drain_margin_seconds, 20);
         assert_eq!(c.concurrency, None);
-        assert_eq!(c.concurrency_for(4), 8);
+        assert_eq!(c.max_throughput_gbps, None);
         assert_eq!(c.to_json(None)["concurrency"], "auto");
-        assert_eq!(c.to_json(Some(2))["concurrency"], 4);
+        assert_eq!(c.to_json(Some(60))["concurrency"], 60);
         assert!(!c.publish_tags);
     }
 
@@ -491,6 +505,34 @@ mod tests {
             e.to_string()
                 .ends_with("line 4: concurrency: expected 1..=1024, got 0"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn max_throughput_is_checked_and_located() {
+        let c = parse(&doc(
+            &format!("{MIN}max_throughput_gbps: 25\n"),
+            Format::Yaml,
+        ))
+        .unwrap();
+        assert_eq!(c.max_throughput_gbps, Some(25.0));
+        assert_eq!(c.to_json(None)["max_throughput_gbps"], 25.0);
+        let c = parse(&doc(MIN, Format::Yaml)).unwrap();
+        assert_eq!(c.to_json(None)["max_throughput_gbps"], "auto");
+        for bad in ["0", "-3", "5000", ".nan"] {
+            let text = format!("{MIN}max_throughput_gbps: {bad}\n");
+            let e = parse(&doc(&text, Format::Yaml)).unwrap_err();
+            assert_eq!(
+                (e.path.as_str(), e.line),
+                ("max_throughput_gbps", Some(4)),
+                "{bad}"
+            );
+            assert!(e.message.starts_with("expected 0.1..=3200 (Gbit/s)"), "{e}");
+        }
+        let toml = "queue = \"sqlite:///q.db\"\ninputs = [\"file:///in/\"]\nresults = \"file:///out/\"\nmax_throughput_gbps = 12.5\n";
+        assert_eq!(
+            parse(&doc(toml, Format::Toml)).unwrap().max_throughput_gbps,
+            Some(12.5)
         );
     }
 

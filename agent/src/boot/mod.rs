@@ -161,16 +161,17 @@ fn region_of(az: &str) -> String {
     }
 }
 
-/// The JSON that `identity` and `userdata check` print (DESIGN 5.4).
+/// The JSON that `identity` and `userdata check` print (DESIGN 5.4). `sized` is the
+/// jobs in flight the agent would choose when the config sets no `concurrency`.
 pub fn report(
     identity: Option<&Identity>,
     config: &Config,
     tags: &BTreeMap<String, String>,
-    vcpus: Option<usize>,
+    sized: Option<usize>,
 ) -> Value {
     json!({
         "identity": identity,
-        "config": config.to_json(vcpus),
+        "config": config.to_json(sized),
         "tags": tags,
     })
 }

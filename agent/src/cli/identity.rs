@@ -17,11 +17,12 @@ pub async fn run(args: BootArgs) -> i32 {
     let deadline = tokio::time::Instant::now() + args.boot_deadline;
     match crate::boot::boot(&client, deadline).await {
         Ok(b) => {
+            let sizing = crate::instance::sizing::Sizing::for_instance(&b.config, &b.identity);
             let report = crate::boot::report(
                 Some(&b.identity),
                 &b.config,
                 &b.tags,
-                Some(crate::instance::sizing::vcpus()),
+                Some(sizing.jobs_in_flight),
             );
             crate::output::print_json(&report);
             exit::OK

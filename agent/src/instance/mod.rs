@@ -11,6 +11,7 @@
 //! ```
 
 pub mod events;
+pub mod fetch;
 pub mod monitor;
 pub mod publish;
 pub mod sizing;
@@ -126,8 +127,12 @@ pub async fn run(
     shutdown: impl Stream<Item = ()> + Send + 'static,
 ) -> Result<worker::Outcome, InstanceError> {
     let config = &booted.config;
+    let sizing = sizing::Sizing::for_instance(config, &booted.identity);
     let settings = Settings {
-        concurrency: config.concurrency_for(sizing::vcpus()),
+        concurrency: sizing.jobs_in_flight,
+        gets: sizing.gets_in_flight,
+        part_size: sizing.part_size,
+        cpu_slots: sizing.cpu_slots,
         lease: Duration::from_secs(config.lease_seconds),
         // SQS long polls for 20 s; a batch run (--until-empty) polls for 2 s so it
         // notices the end promptly. SQLite polls locally, every second.
@@ -172,6 +177,12 @@ pub async fn run(
         MESSAGE_ID = events::BOOT,
         INSTANCE_ID = %booted.identity.instance_id,
         concurrency = settings.concurrency,
+        throughput_gbps = sizing.throughput_gbps,
+        gets_in_flight = sizing.gets_in_flight,
+        part_size = sizing.part_size,
+        cpu_slots = sizing.cpu_slots,
+        source = sizing.source.as_str(),
+        instance_type = %booted.identity.instance_type,
         queue = %config.queue,
         "agent ready"
     );
@@ -190,7 +201,13 @@ pub async fn run(
         p.abort();
     }
     let outcome = result.map_err(InstanceError::Config)?;
-    let summary = worker::summary(&booted.identity, &booted.tags, &outcome);
+    let mut summary = worker::summary(&booted.identity, &booted.tags, &outcome);
+    if let serde_json::Value::Object(m) = &mut summary {
+        m.insert(
+            "throughput".into(),
+            serde_json::json!({"sizing": sizing, "window": outcome.window}),
+        );
+    }
     let key = crate::contract::summary::summary_key(&booted.identity.instance_id);
     let body = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
     if let Err(e) = deps.results.put(&key, body.into()).await {

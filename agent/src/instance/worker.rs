@@ -1,7 +1,9 @@
-//! The worker loop: lease → one ranged read → process → create-only result → ack.
+//! The worker loop: lease → ranged part reads → process → create-only result → ack.
 //!
 //! Up to `concurrency` jobs run at once, and the loop leases only as many messages as
-//! it has free slots. Each job heartbeats its lease at a third of its length. Errors are
+//! it has free slots. Each job is read in record-aligned parts through one window of
+//! GETs in flight shared by all jobs (`instance/fetch.rs`); `exec` jobs also wait for
+//! one of `cpu_slots` before they read. Each job heartbeats its lease at a third of its length. Errors are
 //! handled by class (DESIGN 4): a bad job is dead-lettered with its reason; a retryable
 //! failure releases the job (dead-lettered at its 5th receive); a fault of the agent or
 //! its environment (403, missing credentials) releases the job and pauses leasing, so a
@@ -27,7 +29,8 @@ use crate::backoff::FullJitter;
 use crate::boot::Identity;
 use crate::contract::allow::AllowList;
 use crate::contract::job::{self, BadJob, Job};
-use crate::process::{exec, Accumulator, ProcessorKind};
+use crate::instance::fetch::{Fetcher, WindowStats};
+use crate::process::{exec, ProcessorKind};
 use crate::queue::{Lease, Queue, QueueError};
 use crate::store::{self, Expect, PutOutcome, Store, StoreCache, StoreError};
 use crate::time::rfc3339;
@@ -57,6 +60,12 @@ pub struct Deps {
 pub struct Settings {
     /// Jobs in flight.
     pub concurrency: usize,
+    /// Part GETs in flight at most (the AIMD window's ceiling).
+    pub gets: usize,
+    /// Target bytes per part GET.
+    pub part_size: u64,
+    /// `exec` jobs reading or running at once (a CPU limit).
+    pub cpu_slots: usize,
     /// Lease per job.
     pub lease: Duration,
     /// Longest a lease call waits for a message.
@@ -172,6 +181,10 @@ struct Ctx {
     /// Leasing pauses until then after a fault.
     paused_until: Mutex<Option<Instant>>,
     fault_backoff: Mutex<FullJitter>,
+    /// Part GETs, through the shared window.
+    fetcher: Fetcher,
+    /// The CPU limit of `exec` jobs.
+    cpu: Arc<Semaphore>,
 }
 
 /// How the loop ended.
@@ -185,6 +198,8 @@ pub struct Outcome {
     pub started_at: SystemTime,
     /// When it ended.
     pub finished_at: SystemTime,
+    /// What the GET window did.
+    pub window: WindowStats,
 }
 
 /// Runs the worker until it is drained (or, with `until_empty`, the queue is empty).
@@ -203,6 +218,8 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
             Duration::from_secs(2),
             Duration::from_secs(120),
         )),
+        fetcher: Fetcher::new(settings.gets, settings.part_size),
+        cpu: Arc::new(Semaphore::new(settings.cpu_slots.max(1))),
         deps,
         settings,
     });
@@ -343,6 +360,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         drain: control.drain_state().map(|(_, r)| r),
         started_at,
         finished_at: SystemTime::now(),
+        window: ctx.fetcher.window().stats(),
     })
 }
 
@@ -606,44 +624,49 @@ async fn process(
         size: job.object_size,
         etag: job.etag.clone(),
     };
-    match Accumulator::new(kind, job.record_length as usize) {
-        Some(mut acc) => {
-            let bytes = source
-                .read_records(&key, &range, Some(&expect), &mut |chunk: &[u8]| {
-                    acc.add(chunk);
-                    read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                })
-                .await
-                .map_err(JobError::Store)?;
-            Ok((acc.output(), bytes))
-        }
-        None => {
-            let spec = ctx
-                .settings
-                .exec
-                .as_ref()
-                .ok_or_else(|| JobError::Exec("exec is not configured".into()))?;
-            let mut buf = Vec::with_capacity(range.byte_len() as usize);
-            let bytes = source
-                .read_records(&key, &range, Some(&expect), &mut |chunk: &[u8]| {
-                    buf.extend_from_slice(chunk);
-                    read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                })
-                .await
-                .map_err(JobError::Store)?;
-            let env = [
-                ("RANGEFLEET_JOB_ID".to_string(), job.job_id.clone()),
-                (
-                    "RANGEFLEET_PARTITION".to_string(),
-                    serde_json::to_string(&job.partition).unwrap_or_default(),
-                ),
-            ];
-            let output = exec::run_exec(spec, &buf, &env)
-                .await
-                .map_err(|e| JobError::Exec(e.to_string()))?;
-            Ok((output, bytes))
-        }
+    if kind != ProcessorKind::Exec {
+        let (acc, bytes) = ctx
+            .fetcher
+            .read_merged(&source, &key, &range, &expect, kind, read)
+            .await
+            .map_err(JobError::Store)?;
+        return Ok((acc.output(), bytes));
     }
+    let spec = ctx
+        .settings
+        .exec
+        .as_ref()
+        .ok_or_else(|| JobError::Exec("exec is not configured".into()))?;
+    // exec is CPU-bound and buffers its job: at most `cpu_slots` read and run at once.
+    let _cpu = ctx
+        .cpu
+        .acquire()
+        .await
+        .expect("the CPU semaphore is never closed");
+    let mut buf = Vec::with_capacity(range.byte_len() as usize);
+    let bytes = ctx
+        .fetcher
+        .read_in_order(
+            &source,
+            &key,
+            &range,
+            &expect,
+            read,
+            &mut |chunk: &[u8]| buf.extend_from_slice(chunk),
+        )
+        .await
+        .map_err(JobError::Store)?;
+    let env = [
+        ("RANGEFLEET_JOB_ID".to_string(), job.job_id.clone()),
+        (
+            "RANGEFLEET_PARTITION".to_string(),
+            serde_json::to_string(&job.partition).unwrap_or_default(),
+        ),
+    ];
+    let output = exec::run_exec(spec, &buf, &env)
+        .await
+        .map_err(|e| JobError::Exec(e.to_string()))?;
+    Ok((output, bytes))
 }
 
 async fn finish(

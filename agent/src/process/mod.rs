@@ -43,6 +43,17 @@ impl Accumulator {
         }
     }
 
+    /// Adds `other`, an accumulator of the same processor over other records (another
+    /// part of the same job), into this one. Exact: the outputs are sums, counts,
+    /// minima and maxima, so the order of the parts does not matter.
+    pub fn merge(&mut self, other: &Accumulator) {
+        match (self, other) {
+            (Accumulator::Count(a, _), Accumulator::Count(b, _)) => a.merge(b),
+            (Accumulator::Taxi(a), Accumulator::Taxi(b)) => a.merge(b),
+            (a, b) => unreachable!("merging {b:?} into a different processor's {a:?}"),
+        }
+    }
+
     /// The output document.
     pub fn output(&self) -> Value {
         match self {

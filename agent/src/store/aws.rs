@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::aws::credentials::CachedCredentials;
 
-use super::{client_options, retry_config, split_single, Store, StoreError};
+use super::{client_options, no_retries, retry_config, split_single, Store, StoreError};
 
 /// The `store` name credential errors carry, so they classify as faults.
 pub(crate) const CREDENTIALS: &str = "aws-config credentials";
@@ -97,7 +97,6 @@ pub(crate) async fn open_s3(url: &str, parsed: &Url, s: &S3Settings) -> Result<S
     let mut b = AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_region(&region)
-        .with_retry(retry_config())
         // Virtual-hosted names on AWS itself; path style at a custom endpoint (moto,
         // MinIO), and for dotted bucket names, whose hosts the TLS certificate misses.
         .with_virtual_hosted_style_request(s.endpoint.is_none() && !bucket.contains('.'));
@@ -126,10 +125,17 @@ pub(crate) async fn open_s3(url: &str, parsed: &Url, s: &S3Settings) -> Result<S
             ))))
         }
     };
-    let inner: Arc<dyn ObjectStore> = Arc::new(
-        b.build()
-            .map_err(|e| StoreError::Permanent(format!("bad S3 URL {url:?}: {e}")))?,
-    );
+    let build = |retry| -> Result<Arc<dyn ObjectStore>, StoreError> {
+        let s3 = b
+            .clone()
+            .with_retry(retry)
+            .build()
+            .map_err(|e| StoreError::Permanent(format!("bad S3 URL {url:?}: {e}")))?;
+        Ok(Arc::new(s3))
+    };
+    // Part GETs go through a second client with retries off (`parts.rs`); both share
+    // the credentials.
+    let (inner, part_client) = (build(retry_config())?, build(no_retries())?);
     let path = crate::contract::allow::percent_decode(parsed.path());
     let root = format!("s3://{bucket}/");
     split_single(
@@ -139,4 +145,5 @@ pub(crate) async fn open_s3(url: &str, parsed: &Url, s: &S3Settings) -> Result<S
         url.ends_with('/') || path.is_empty() || path == "/",
     )
     .await
+    .map(|s| s.with_part_client(part_client))
 }

@@ -14,6 +14,7 @@
 mod aws;
 mod carry;
 pub mod faulty;
+pub mod parts;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -110,6 +111,10 @@ pub struct Store {
     single: Option<String>,
     /// Tests only: re-chunk what reaches the sink into pieces of this size.
     chunk_size: Option<usize>,
+    /// The client for part GETs (`parts.rs`): `inner` with retries off for HTTP stores.
+    parts: Arc<dyn ObjectStore>,
+    /// Whether `parts` leaves retries to the caller.
+    part_retries_ours: bool,
 }
 
 impl Store {
@@ -154,6 +159,8 @@ impl Store {
     /// A store at `base` (named `url`), on one object when `single` names it.
     fn at(inner: Arc<dyn ObjectStore>, base: Path, url: String, single: Option<String>) -> Store {
         Store {
+            parts: Arc::clone(&inner),
+            part_retries_ours: false,
             inner,
             base,
             url,
@@ -541,6 +548,14 @@ pub(crate) fn retry_config() -> RetryConfig {
     }
 }
 
+/// No retries: for part GETs, which the agent retries itself (`parts.rs`).
+pub(crate) fn no_retries() -> RetryConfig {
+    RetryConfig {
+        max_retries: 0,
+        ..retry_config()
+    }
+}
+
 /// Client options shared by S3 and HTTP: a short connect timeout, a generous whole-
 /// request one (8 MB at a slow 100 kB/s still fits), HTTP allowed when asked.
 pub(crate) fn client_options(allow_http: bool) -> ClientOptions {
@@ -585,13 +600,18 @@ async fn open_http(url: &str, parsed: &Url) -> Result<Store, StoreError> {
     root.set_path("/");
     root.set_query(None);
     root.set_fragment(None);
-    let inner = object_store::http::HttpBuilder::new()
+    let builder = object_store::http::HttpBuilder::new()
         .with_url(root.as_str())
-        .with_retry(retry_config())
-        .with_client_options(client_options(parsed.scheme() == "http"))
-        .build()
-        .map_err(|e| StoreError::Permanent(format!("bad store URL {url:?}: {e}")))?;
-    let inner: Arc<dyn ObjectStore> = Arc::new(inner);
+        .with_client_options(client_options(parsed.scheme() == "http"));
+    let build = |retry: RetryConfig| -> Result<Arc<dyn ObjectStore>, StoreError> {
+        let store = builder
+            .clone()
+            .with_retry(retry)
+            .build()
+            .map_err(|e| StoreError::Permanent(format!("bad store URL {url:?}: {e}")))?;
+        Ok(Arc::new(store))
+    };
+    let (inner, part_client) = (build(retry_config())?, build(no_retries())?);
     let path = crate::contract::allow::percent_decode(parsed.path());
     let root_url = root.to_string();
     split_single(
@@ -601,6 +621,7 @@ async fn open_http(url: &str, parsed: &Url) -> Result<Store, StoreError> {
         url.ends_with('/'),
     )
     .await
+    .map(|s| s.with_part_client(part_client))
 }
 
 /// A folder store at `prefix` under `root_url`, or, when `prefix` names an object

@@ -102,6 +102,7 @@ pub fn config(concurrency: u32, lease_seconds: u64) -> Config {
         inputs: vec![SOURCE.into()],
         results: "memory://results/".into(),
         concurrency: Some(concurrency),
+        max_throughput_gbps: None,
         lease_seconds,
         tags: BTreeMap::from([("Name".to_string(), "worker-{instance_id}".to_string())]),
         spot: SpotConfig {

@@ -1,0 +1,446 @@
+//! Reading a job at the instance's width: record-aligned part GETs in parallel, inside
+//! one AIMD window of GETs in flight shared by every job, retried by hand.
+//!
+//! # Parts
+//!
+//! A job's byte range is split into record-aligned parts of about
+//! [`PART_SIZE`](crate::instance::sizing::PART_SIZE) bytes ([`parts::split`]). For the
+//! streaming processors (`count`, `taxi-stats`) every part is read at once, as far as
+//! the window lets it, each into its own accumulator; the accumulators are merged at
+//! the end, which is exact (sums and counts). So the last jobs of a plan, when few
+//! remain, still use the width freed by the others. `exec` needs one in-order stream:
+//! its parts are read one after another into one buffer. Every part carries the job's
+//! checks (planned size, `If-Match` on the planned ETag); without a planned ETag the
+//! parts must all have seen the same one. Progress (`read`, for the drain's estimate)
+//! counts whole records as they arrive from any part; dropping the job's future (an
+//! abandon on drain, a lost lease) cancels every part GET and returns its permit.
+//!
+//! # The window (AIMD)
+//!
+//! [`GetWindow`] admits at most `limit` GETs at once, FIFO. It starts at the sized
+//! width ([`Sizing::gets_in_flight`](crate::instance::sizing::Sizing)). A throttled
+//! GET (503 SlowDown, 429) halves it, at most once per round: a 503 for a GET that was
+//! sent before the last halving says nothing new and is ignored, as TCP does with
+//! losses in one window. Each successful GET adds `1/limit`, one GET per window's worth
+//! of successes (about one part's time), back up to the sized width. The
+//! `get_window_narrowed` and `get_window_recovered` events record each change.
+//!
+//! # Why the retries are hand-written
+//!
+//! `object_store` retries 5xx, 429, timeouts and cut bodies by itself and reports only
+//! the last error: the window would never see a 503, and every retry would go out at
+//! full width, which is what makes S3 throttle harder. Stores opened on `s3://` and
+//! `http(s)://` therefore read parts with `object_store`'s retries off (`store/parts.rs`)
+//! and [`Fetcher`] retries here: up to [`MAX_PART_ATTEMPTS`] tries per part, full-jitter
+//! pauses (100 ms doubling to 5 s) spent outside the window, each try resuming after the
+//! records already delivered. Stores that retry nothing underneath (files, test stores)
+//! get one try, as before.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::backoff::FullJitter;
+use crate::contract::range::RecordRange;
+use crate::process::{Accumulator, ProcessorKind};
+use crate::store::parts::{self, PartRead};
+use crate::store::{Expect, Store, StoreError};
+
+/// Tries per part GET when its store leaves retries to us.
+pub const MAX_PART_ATTEMPTS: u32 = 10;
+
+/// What a halving keeps of the window.
+const DECREASE: f64 = 0.5;
+
+/// A window of GETs in flight, shrunk on throttling and grown back on success (AIMD).
+#[derive(Debug)]
+pub struct GetWindow {
+    sem: Arc<Semaphore>,
+    max: usize,
+    state: Mutex<WindowState>,
+}
+
+#[derive(Debug)]
+struct WindowState {
+    /// The AIMD window, fractional so that additive increase can be `1/limit`.
+    limit: f64,
+    /// The whole permits the semaphore stands for (`floor(limit)`).
+    permits: usize,
+    /// Permits to forget as they come back (a shrink beyond those free).
+    debt: usize,
+    /// Bumped at each halving: a GET sent before it cannot halve again.
+    generation: u64,
+    in_flight: usize,
+    peak: usize,
+    narrowed: u64,
+    throttled: u64,
+}
+
+/// What the window did, for the instance summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct WindowStats {
+    /// The window now (GETs).
+    pub gets: usize,
+    /// Most GETs ever in flight at once.
+    pub peak_gets_in_flight: usize,
+    /// Halvings.
+    pub narrowed: u64,
+    /// GETs the store throttled.
+    pub throttled: u64,
+}
+
+/// Leave to send one GET; returned to the window on drop.
+#[derive(Debug)]
+pub struct WindowPermit {
+    window: Arc<GetWindow>,
+    permit: Option<OwnedSemaphorePermit>,
+    generation: u64,
+}
+
+impl Drop for WindowPermit {
+    fn drop(&mut self) {
+        let mut st = self.window.state.lock().expect("window lock");
+        st.in_flight -= 1;
+        if let Some(p) = self.permit.take() {
+            if st.debt > 0 {
+                st.debt -= 1;
+                p.forget();
+            }
+        }
+    }
+}
+
+impl GetWindow {
+    /// A window of `max` GETs, fully open.
+    pub fn new(max: usize) -> Arc<GetWindow> {
+        let max = max.max(1);
+        Arc::new(GetWindow {
+            sem: Arc::new(Semaphore::new(max)),
+            max,
+            state: Mutex::new(WindowState {
+                limit: max as f64,
+                permits: max,
+                debt: 0,
+                generation: 0,
+                in_flight: 0,
+                peak: 0,
+                narrowed: 0,
+                throttled: 0,
+            }),
+        })
+    }
+
+    /// Waits for leave to send one GET (FIFO).
+    pub async fn acquire(self: &Arc<Self>) -> WindowPermit {
+        let permit = Arc::clone(&self.sem)
+            .acquire_owned()
+            .await
+            .expect("the window's semaphore is never closed");
+        let mut st = self.state.lock().expect("window lock");
+        st.in_flight += 1;
+        st.peak = st.peak.max(st.in_flight);
+        WindowPermit {
+            window: Arc::clone(self),
+            permit: Some(permit),
+            generation: st.generation,
+        }
+    }
+
+    /// A GET succeeded: grow by `1/limit`, up to the sized width.
+    pub fn succeeded(&self) {
+        let mut st = self.state.lock().expect("window lock");
+        if st.limit >= self.max as f64 {
+            return;
+        }
+        st.limit = (st.limit + 1.0 / st.limit).min(self.max as f64);
+        let before = st.permits;
+        self.resize(&mut st);
+        if st.permits == self.max && before < self.max {
+            tracing::info!(
+                event = "get_window_recovered",
+                gets = st.permits,
+                "the GET window is back to its full width"
+            );
+        }
+    }
+
+    /// The GET sent under `permit` was throttled: halve, unless a halving already
+    /// happened since it was sent.
+    pub fn throttled(&self, permit: &WindowPermit) {
+        let mut st = self.state.lock().expect("window lock");
+        st.throttled += 1;
+        if permit.generation != st.generation {
+            return;
+        }
+        let previous = st.permits;
+        st.limit = (st.limit * DECREASE).max(1.0);
+        st.generation += 1;
+        st.narrowed += 1;
+        self.resize(&mut st);
+        tracing::warn!(
+            event = "get_window_narrowed",
+            gets = st.permits,
+            previous,
+            throttled = st.throttled,
+            "the store is throttling: fewer GETs in flight"
+        );
+    }
+
+    /// Makes the semaphore stand for `floor(limit)` permits.
+    fn resize(&self, st: &mut WindowState) {
+        let want = (st.limit.floor() as usize).clamp(1, self.max);
+        if want > st.permits {
+            let mut add = want - st.permits;
+            let paid = add.min(st.debt);
+            st.debt -= paid;
+            add -= paid;
+            self.sem.add_permits(add);
+        } else if want < st.permits {
+            let cut = st.permits - want;
+            let forgotten = self.sem.forget_permits(cut);
+            st.debt += cut - forgotten;
+        }
+        st.permits = want;
+    }
+
+    /// What the window did so far.
+    pub fn stats(&self) -> WindowStats {
+        let st = self.state.lock().expect("window lock");
+        WindowStats {
+            gets: st.permits,
+            peak_gets_in_flight: st.peak,
+            narrowed: st.narrowed,
+            throttled: st.throttled,
+        }
+    }
+}
+
+/// Reads jobs in parts through one shared [`GetWindow`].
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    window: Arc<GetWindow>,
+    part_size: u64,
+}
+
+impl Fetcher {
+    /// A fetcher with a window of `gets` and parts of about `part_size` bytes.
+    pub fn new(gets: usize, part_size: u64) -> Fetcher {
+        Fetcher {
+            window: GetWindow::new(gets),
+            part_size: part_size.max(1),
+        }
+    }
+
+    /// The shared window.
+    pub fn window(&self) -> &Arc<GetWindow> {
+        &self.window
+    }
+
+    /// Reads `range` of `key` in parallel parts, each into its own accumulator of
+    /// `kind`, and merges them. Returns the merged accumulator and the bytes read.
+    pub async fn read_merged(
+        &self,
+        store: &Store,
+        key: &str,
+        range: &RecordRange,
+        expect: &Expect,
+        kind: ProcessorKind,
+        progress: &AtomicU64,
+    ) -> Result<(Accumulator, u64), StoreError> {
+        let record_length = range.record_length as usize;
+        let empty = || {
+            Accumulator::new(kind, record_length)
+                .ok_or_else(|| StoreError::Permanent(format!("{kind:?} does not stream")))
+        };
+        let parts = self.split(store, key, range)?;
+        let reads = parts.into_iter().map(|part| async move {
+            let mut acc = empty()?;
+            let read = self
+                .read_part(
+                    store,
+                    key,
+                    range,
+                    part,
+                    expect,
+                    progress,
+                    &mut |c: &[u8]| acc.add(c),
+                )
+                .await?;
+            Ok::<_, StoreError>((acc, read))
+        });
+        let done = futures::future::try_join_all(reads).await?;
+        check_same_object(store, key, expect, done.iter().map(|(_, r)| r))?;
+        let mut total = empty()?;
+        let mut bytes = 0;
+        for (acc, read) in &done {
+            total.merge(acc);
+            bytes += read.bytes;
+        }
+        Ok((total, bytes))
+    }
+
+    /// Reads `range` of `key` in order, part after part, into `sink` (one stream, for
+    /// `exec`). Returns the bytes read.
+    pub async fn read_in_order(
+        &self,
+        store: &Store,
+        key: &str,
+        range: &RecordRange,
+        expect: &Expect,
+        progress: &AtomicU64,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<u64, StoreError> {
+        let mut reads = Vec::new();
+        for part in self.split(store, key, range)? {
+            reads.push(
+                self.read_part(store, key, range, part, expect, progress, sink)
+                    .await?,
+            );
+        }
+        check_same_object(store, key, expect, reads.iter())?;
+        Ok(reads.iter().map(|r| r.bytes).sum())
+    }
+
+    fn split(
+        &self,
+        store: &Store,
+        key: &str,
+        range: &RecordRange,
+    ) -> Result<Vec<Range<u64>>, StoreError> {
+        let bytes = range
+            .byte_range()
+            .map_err(|e| StoreError::Permanent(format!("{}{key}: {e}", store.url())))?;
+        Ok(parts::split(&bytes, range.record_length, self.part_size))
+    }
+
+    /// One part, inside the window, retried (resuming) when the store leaves that to us.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_part(
+        &self,
+        store: &Store,
+        key: &str,
+        range: &RecordRange,
+        part: Range<u64>,
+        expect: &Expect,
+        progress: &AtomicU64,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<PartRead, StoreError> {
+        let mut at = part.start;
+        let mut attempts = 0;
+        let mut backoff = FullJitter::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut counted = |c: &[u8]| {
+            progress.fetch_add(c.len() as u64, Ordering::Relaxed);
+            sink(c);
+        };
+        loop {
+            let permit = self.window.acquire().await;
+            match store
+                .read_part(key, range, at..part.end, expect, &mut counted)
+                .await
+            {
+                Ok(read) => {
+                    self.window.succeeded();
+                    return Ok(PartRead {
+                        bytes: read.bytes + (at - part.start),
+                        etag: read.etag,
+                    });
+                }
+                Err(failure) => {
+                    at += failure.delivered;
+                    if failure.throttled {
+                        self.window.throttled(&permit);
+                    }
+                    drop(permit);
+                    attempts += 1;
+                    if !store.part_retries_are_ours()
+                        || !failure.error.is_retryable()
+                        || attempts >= MAX_PART_ATTEMPTS
+                    {
+                        return Err(failure.error);
+                    }
+                    let pause = backoff.next_delay();
+                    tracing::debug!(
+                        event = "part_retry",
+                        attempt = attempts,
+                        throttled = failure.throttled,
+                        pause_ms = pause.as_millis() as u64,
+                        error = %failure.error,
+                        "part GET failed; trying again"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+}
+
+/// Without a planned ETag, every part must have read the same object.
+fn check_same_object<'a>(
+    store: &Store,
+    key: &str,
+    expect: &Expect,
+    reads: impl Iterator<Item = &'a PartRead>,
+) -> Result<(), StoreError> {
+    if expect.etag.is_some() {
+        return Ok(()); // every GET was If-Match on it
+    }
+    let mut seen: Option<&Option<String>> = None;
+    for r in reads {
+        match seen {
+            Some(e) if e != &r.etag => {
+                return Err(StoreError::Retryable(format!(
+                    "{}{key}: the object changed while its parts were read",
+                    store.url()
+                )))
+            }
+            _ => seen = Some(&r.etag),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_window_halves_once_per_round_and_grows_back() {
+        let w = GetWindow::new(8);
+        let a = w.acquire().await;
+        let b = w.acquire().await;
+        w.throttled(&a);
+        assert_eq!(w.stats().gets, 4);
+        // b was sent before the halving: its 503 is the same congestion.
+        w.throttled(&b);
+        assert_eq!(w.stats().gets, 4);
+        assert_eq!((w.stats().narrowed, w.stats().throttled), (1, 2));
+        drop((a, b));
+        let c = w.acquire().await;
+        w.throttled(&c);
+        assert_eq!(w.stats().gets, 2);
+        drop(c);
+        for _ in 0..200 {
+            w.succeeded();
+        }
+        assert_eq!(w.stats().gets, 8);
+    }
+
+    #[tokio::test]
+    async fn a_narrowed_window_admits_no_more_than_its_width() {
+        let w = GetWindow::new(4);
+        let held: Vec<_> = futures::future::join_all((0..4).map(|_| w.acquire())).await;
+        w.throttled(&held[0]);
+        assert_eq!(w.stats().gets, 2);
+        drop(held);
+        // Two permits were forgotten as they came back: only two are free.
+        let two: Vec<_> = futures::future::join_all((0..2).map(|_| w.acquire())).await;
+        let third = tokio::time::timeout(Duration::from_millis(50), w.acquire()).await;
+        assert!(third.is_err(), "a third GET waits");
+        assert_eq!(w.stats().peak_gets_in_flight, 4);
+        drop(two);
+    }
+}

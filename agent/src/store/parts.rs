@@ -1,0 +1,282 @@
+//! Part GETs: one record-aligned piece of a job, read with one ranged GET that
+//! `object_store` does not retry, so the caller sees every 503 SlowDown and keeps
+//! what was delivered before a body was cut.
+//!
+//! `object_store` retries a throttled or cut request by itself, up to its
+//! [`RetryConfig`](object_store::RetryConfig) budget, and then reports only the last
+//! error: the 503s that should narrow the agent's GET window never reach it, and the
+//! retries go out at full width. A [`Store`] opened on `s3://` or `http(s)://` therefore
+//! holds a second client with retries off for part GETs; the agent's fetch loop
+//! (`instance/fetch.rs`) retries them itself, resuming after the bytes already
+//! delivered, inside its AIMD window. Every part GET carries the job's checks: the
+//! planned size, and the planned ETag as `If-Match`.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
+
+use super::carry::{push_rechunked, RecordCarry};
+use super::{check_size, classify, pread, Expect, Store, StoreError, FILE_READ_CHUNK};
+use crate::contract::range::RecordRange;
+
+/// A part GET that failed, and what it delivered first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartFailure {
+    /// Why.
+    pub error: StoreError,
+    /// The store asked us to slow down (503 SlowDown, 429, a throttling message).
+    pub throttled: bool,
+    /// Bytes of whole records handed to the sink before the failure: a retry resumes
+    /// after them.
+    pub delivered: u64,
+}
+
+impl PartFailure {
+    fn before_any(error: StoreError) -> PartFailure {
+        PartFailure {
+            error,
+            throttled: false,
+            delivered: 0,
+        }
+    }
+}
+
+/// What a part GET read: its bytes, and the ETag the store answered with (so a
+/// caller without a planned ETag can check every part saw the same object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRead {
+    /// Bytes delivered to the sink.
+    pub bytes: u64,
+    /// The object's ETag, when the store gives one.
+    pub etag: Option<String>,
+}
+
+/// Splits the byte range `bytes` of records of `record_length` bytes into consecutive
+/// record-aligned parts of about `part_size` bytes (whole records, at least one).
+pub fn split(bytes: &Range<u64>, record_length: u64, part_size: u64) -> Vec<Range<u64>> {
+    let record_length = record_length.max(1);
+    let records = (bytes.end.saturating_sub(bytes.start)) / record_length;
+    if records == 0 {
+        return vec![bytes.clone()];
+    }
+    let per_part = (part_size / record_length).max(1);
+    let parts = records.div_ceil(per_part);
+    // Even parts: a 17 MiB job is two 8.5 MiB parts, not 8 + 8 + 1.
+    let per_part = records.div_ceil(parts);
+    (0..parts)
+        .map(|i| {
+            let first = i * per_part;
+            let last = ((i + 1) * per_part).min(records);
+            bytes.start + first * record_length..bytes.start + last * record_length
+        })
+        .collect()
+}
+
+/// True when a failure message says the store is throttling us.
+pub fn is_throttle(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("status code: 503")
+        || m.contains("status code: 429")
+        || m.contains("slowdown")
+        || m.contains("slow down")
+        || m.contains("throttl")
+        || m.contains("reduce your request rate")
+}
+
+impl Store {
+    /// True when part GETs ([`Store::read_part`]) are not retried underneath, so the
+    /// caller should retry them (the HTTP stores); false for files and test stores.
+    pub fn part_retries_are_ours(&self) -> bool {
+        self.part_retries_ours
+    }
+
+    /// Uses `client` (the same store, retries off) for part GETs.
+    pub(crate) fn with_part_client(mut self, client: Arc<dyn ObjectStore>) -> Store {
+        self.parts = client;
+        self.part_retries_ours = true;
+        self
+    }
+
+    /// Reads the bytes `bytes` (whole records of `range.record_length`, inside `range`)
+    /// of `key` with one ranged GET, not retried, and streams whole records to `sink`.
+    /// `range` is the job's, for messages and the size check.
+    pub async fn read_part(
+        &self,
+        key: &str,
+        range: &RecordRange,
+        bytes: Range<u64>,
+        expect: &Expect,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<PartRead, PartFailure> {
+        let what = self.describe(key);
+        let record_length = usize::try_from(range.record_length).map_err(|_| {
+            PartFailure::before_any(StoreError::Permanent(format!(
+                "{what}: record length too large"
+            )))
+        })?;
+        let path = self.path(key).map_err(PartFailure::before_any)?;
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(bytes.clone())),
+            if_match: expect.etag.clone(),
+            ..Default::default()
+        };
+        let res = match self.parts.get_opts(&path, opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                let full = crate::error::full_message(&e);
+                if is_throttle(&full) {
+                    return Err(PartFailure {
+                        error: StoreError::Retryable(format!("{what}: {full}")),
+                        throttled: true,
+                        delivered: 0,
+                    });
+                }
+                let job_bytes = range
+                    .byte_range()
+                    .map_err(|e| StoreError::Permanent(format!("{what}: {e}")))
+                    .map_err(PartFailure::before_any)?;
+                return Err(PartFailure::before_any(
+                    self.read_error(e, &what, range, &job_bytes, &path).await,
+                ));
+            }
+        };
+        let job_bytes = range
+            .byte_range()
+            .map_err(|e| PartFailure::before_any(StoreError::Permanent(format!("{what}: {e}"))))?;
+        check_size(&what, range, &job_bytes, res.meta.size).map_err(PartFailure::before_any)?;
+        if let Some(size) = expect.size {
+            if size != res.meta.size {
+                return Err(PartFailure::before_any(StoreError::Permanent(format!(
+                    "{what}: object changed since the plan: {size} bytes planned, {} now",
+                    res.meta.size
+                ))));
+            }
+        }
+        if res.range != bytes {
+            return Err(PartFailure::before_any(StoreError::Retryable(format!(
+                "{what}: {range}: asked for bytes {}..{}, the store answered {}..{}",
+                bytes.start, bytes.end, res.range.start, res.range.end
+            ))));
+        }
+        let etag = res.meta.e_tag.clone();
+        let want = bytes.end - bytes.start;
+        let mut carry = RecordCarry::new(record_length);
+        let mut got = 0u64;
+        let failed = |error: StoreError, got: u64, carry: &RecordCarry| PartFailure {
+            throttled: is_throttle(&error.to_string()),
+            error,
+            delivered: got - carry.pending() as u64,
+        };
+        match res.payload {
+            GetResultPayload::File(file, _) => {
+                let file = Arc::new(file);
+                let mut offset = bytes.start;
+                // Whole records per read; never more than the part, so a small job
+                // does not hold a 1 MiB buffer.
+                let chunk =
+                    ((FILE_READ_CHUNK / record_length).max(1) * record_length).min(want as usize);
+                let mut buf = Vec::with_capacity(chunk);
+                while offset < bytes.end {
+                    let n = (bytes.end - offset).min(chunk as u64) as usize;
+                    let f = Arc::clone(&file);
+                    let (back, read) = tokio::task::spawn_blocking(move || {
+                        let r = pread(&f, offset, n, &mut buf);
+                        (buf, r)
+                    })
+                    .await
+                    .map_err(|e| {
+                        failed(
+                            StoreError::Retryable(format!("{what}: read task: {e}")),
+                            got,
+                            &carry,
+                        )
+                    })?;
+                    buf = back;
+                    if let Err(e) = read {
+                        return Err(failed(
+                            StoreError::Retryable(format!(
+                                "{what}: {range}: read at {offset}: {e}"
+                            )),
+                            got,
+                            &carry,
+                        ));
+                    }
+                    if buf.is_empty() {
+                        break; // the file shrank under us; reported below
+                    }
+                    offset += buf.len() as u64;
+                    got += buf.len() as u64;
+                    push_rechunked(&mut carry, &buf, self.chunk_size, sink);
+                }
+            }
+            GetResultPayload::Stream(mut stream) => {
+                while let Some(chunk) = stream.next().await {
+                    let chunk = match chunk {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let error = match classify(&e, &what) {
+                                StoreError::Retryable(m) => StoreError::Retryable(format!(
+                                    "{m} ({range}: part {}..{} cut short after {got} of {want} bytes)",
+                                    bytes.start, bytes.end
+                                )),
+                                other => other,
+                            };
+                            return Err(failed(error, got, &carry));
+                        }
+                    };
+                    let take = chunk.len().min((want - got) as usize);
+                    got += take as u64;
+                    push_rechunked(&mut carry, &chunk[..take], self.chunk_size, sink);
+                    if got == want {
+                        break;
+                    }
+                }
+            }
+        }
+        if got != want || carry.pending() != 0 {
+            return Err(failed(
+                StoreError::Retryable(format!(
+                    "{what}: {range}: part {}..{} cut short: {got} of {want} bytes",
+                    bytes.start, bytes.end
+                )),
+                got,
+                &carry,
+            ));
+        }
+        Ok(PartRead { bytes: got, etag })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_record_aligned_even_and_cover_the_range() {
+        let parts = split(&(100..100 + 17 * 10), 10, 80);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0], 100..160);
+        assert_eq!(parts.last().unwrap().end, 270);
+        for w in parts.windows(2) {
+            assert_eq!(w[0].end, w[1].start);
+        }
+        assert!(parts
+            .iter()
+            .all(|p| (p.end - p.start) % 10 == 0 && p.end > p.start));
+        // Records longer than a part: one record per part.
+        assert_eq!(split(&(0..30), 10, 4).len(), 3);
+        // A job smaller than a part: one part.
+        assert_eq!(split(&(0..30), 10, 8 << 20), vec![0..30]);
+    }
+
+    #[test]
+    fn throttling_is_recognised() {
+        assert!(is_throttle(
+            "Server returned non-2xx status code: 503 Service Unavailable: <Code>SlowDown</Code>"
+        ));
+        assert!(is_throttle("status code: 429 Too Many Requests"));
+        assert!(!is_throttle("status code: 500 Internal Server Error"));
+    }
+}
