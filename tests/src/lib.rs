@@ -5,6 +5,7 @@ pub mod ec2;
 pub mod fleet;
 pub mod journal;
 pub mod moto;
+pub mod netmodel;
 pub mod nginx;
 pub mod notify;
 pub mod proxy;

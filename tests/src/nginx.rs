@@ -65,7 +65,7 @@ impl Nginx {
              worker_processes 1;\n\
              pid {d}/nginx.pid;\n\
              error_log {d}/error.log warn;\n\
-             events {{ worker_connections 64; }}\n\
+             events {{ worker_connections 1024; }}\n\
              http {{\n\
              \x20 access_log off;\n\
              \x20 client_body_temp_path {d}/client_body;\n\
