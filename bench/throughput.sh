@@ -31,8 +31,9 @@ netmodel="$CARGO_TARGET_DIR/debug/netmodel"
 connections="${CONNECTIONS:-32}"
 scale="${SCALE:-15}"
 instance_type="${INSTANCE_TYPE:-c5n.large}"
-# 48 jobs of 4 parts: 2 colours x 4 days x 6 jobs of 419,428 records (4 x 8 MiB).
-per_job=419428
+# 48 jobs of about 8 parts: 2 colours x 4 days x 6 jobs of 838,856 records (64 MiB).
+# Long enough in part-times for the steady state to dominate, as in a real plan.
+per_job=838856
 records=$((6 * per_job))
 work="$(mktemp -d "${WORK:-${TMPDIR:-/tmp}}/rangefleet-throughput.XXXXXX")"
 pids=()
@@ -127,6 +128,7 @@ for name in ("default", "seed"):
         "pct_of_cap": round(100 * stats["bytes_per_s"] / cap, 1),
         "tail_10pct_pct_of_cap": round(100 * stats["tail_10pct_bytes_per_s"] / cap, 1),
         "peak_gets_in_flight": stats["peak_in_flight"], "gets": stats["gets"],
+        "splits": json.load(open(f"{d}/out/_instances/i-{name}.json"))["throughput"]["window"]["splits"],
         "peak_rss_mib": round(rss / 1024, 1), "cpu_s_per_gb": round(cpu / (stats["bytes"] / 1e9), 2),
         "sizing": {k: ready.get(k) for k in ("throughput_gbps", "gets_in_flight", "concurrency", "source")},
         "cap_mb_per_s": round(cap / 1e6, 1), "exact": True,
@@ -143,7 +145,7 @@ for name, label in (("default", "default config"), ("seed", "seed sizing (concur
     s = r["sizing"]
     print(f"{label:30} {r['mb_per_s']:7.1f} MB/s = {r['pct_of_cap']:5.1f} % of the {r['cap_mb_per_s']} MB/s cap "
           f"over {r['window_s']} s; last 10 % of bytes at {r['tail_10pct_pct_of_cap']} %; "
-          f"peak GETs {r['peak_gets_in_flight']}; peak RSS {r['peak_rss_mib']} MiB; "
+          f"peak GETs {r['peak_gets_in_flight']} ({r['gets']} GETs, {r['splits']} splits); peak RSS {r['peak_rss_mib']} MiB; "
           f"{r['cpu_s_per_gb']} CPU s/GB; {r['jobs']} jobs exact; sized {s}")
 print(f"default / seed: {f['ratio_default_over_seed']}x")
 PY

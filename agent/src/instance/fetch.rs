@@ -4,11 +4,15 @@
 //! # Parts
 //!
 //! A job's byte range is split into record-aligned parts of about
-//! [`PART_SIZE`](crate::instance::sizing::PART_SIZE) bytes ([`parts::split`]). For the
+//! [`PART_SIZE`](crate::instance::sizing::PART_SIZE) bytes, each drawn within ±25 %
+//! so that parts started together do not all end together ([`parts::split_sized`]). For the
 //! streaming processors (`count`, `taxi-stats`) every part is read at once, as far as
 //! the window lets it, each into its own accumulator; the accumulators are merged at
-//! the end, which is exact (sums and counts). So the last jobs of a plan, when few
-//! remain, still use the width freed by the others. `exec` needs one in-order stream:
+//! the end, which is exact (sums and counts). When the window has free slots and no
+//! GET waits for one (the end of a plan: nothing left to lease), a job splits the part
+//! with the most bytes still to come and reads its second half with a new GET into a
+//! new accumulator ([`PartClaim::split_off`]): the last jobs of a plan fill the width
+//! the others freed instead of crawling at one connection a part. `exec` needs one in-order stream:
 //! its parts are read one after another into one buffer. Every part carries the job's
 //! checks (planned size, `If-Match` on the planned ETag); without a planned ETag the
 //! parts must all have seen the same one. Progress (`read`, for the drain's estimate)
@@ -47,11 +51,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::backoff::FullJitter;
 use crate::contract::range::RecordRange;
 use crate::process::{Accumulator, ProcessorKind};
-use crate::store::parts::{self, PartRead};
+use crate::store::parts::{self, PartClaim, PartRead};
 use crate::store::{Expect, Store, StoreError};
 
 /// Tries per part GET when its store leaves retries to us.
 pub const MAX_PART_ATTEMPTS: u32 = 10;
+
+/// How often a job whose parts stream looks for an idle window to split into.
+pub const SPLIT_EVERY: Duration = Duration::from_millis(50);
+
+/// The smallest second half split off a streaming part (1 MiB: a GET's first-byte
+/// wait costs less than moving it at one connection's rate).
+pub const MIN_SPLIT: u64 = 1 << 20;
 
 /// What a halving keeps of the window.
 const DECREASE: f64 = 0.5;
@@ -75,9 +86,12 @@ struct WindowState {
     /// Bumped at each halving: a GET sent before it cannot halve again.
     generation: u64,
     in_flight: usize,
+    /// GETs waiting for leave.
+    waiting: usize,
     peak: usize,
     narrowed: u64,
     throttled: u64,
+    splits: u64,
 }
 
 /// What the window did, for the instance summary.
@@ -91,6 +105,8 @@ pub struct WindowStats {
     pub narrowed: u64,
     /// GETs the store throttled.
     pub throttled: u64,
+    /// Parts split to fill an idle window.
+    pub splits: u64,
 }
 
 /// Leave to send one GET; returned to the window on drop.
@@ -114,6 +130,15 @@ impl Drop for WindowPermit {
     }
 }
 
+/// One GET waiting for leave; counted out on drop.
+struct Waiting<'a>(&'a GetWindow);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().expect("window lock").waiting -= 1;
+    }
+}
+
 impl GetWindow {
     /// A window of `max` GETs, fully open.
     pub fn new(max: usize) -> Arc<GetWindow> {
@@ -127,19 +152,25 @@ impl GetWindow {
                 debt: 0,
                 generation: 0,
                 in_flight: 0,
+                waiting: 0,
                 peak: 0,
                 narrowed: 0,
                 throttled: 0,
+                splits: 0,
             }),
         })
     }
 
     /// Waits for leave to send one GET (FIFO).
     pub async fn acquire(self: &Arc<Self>) -> WindowPermit {
+        self.state.lock().expect("window lock").waiting += 1;
+        // Counted out again even if the caller gives up waiting.
+        let waiting = Waiting(self);
         let permit = Arc::clone(&self.sem)
             .acquire_owned()
             .await
             .expect("the window's semaphore is never closed");
+        drop(waiting);
         let mut st = self.state.lock().expect("window lock");
         st.in_flight += 1;
         st.peak = st.peak.max(st.in_flight);
@@ -148,6 +179,17 @@ impl GetWindow {
             permit: Some(permit),
             generation: st.generation,
         }
+    }
+
+    /// True when GET slots are free and no GET waits for one: width to fill.
+    pub fn idle(&self) -> bool {
+        let st = self.state.lock().expect("window lock");
+        st.waiting == 0 && st.in_flight < st.permits
+    }
+
+    /// Counts a part split to fill the window.
+    fn split(&self) {
+        self.state.lock().expect("window lock").splits += 1;
     }
 
     /// A GET succeeded: grow by `1/limit`, up to the sized width.
@@ -215,6 +257,7 @@ impl GetWindow {
             peak_gets_in_flight: st.peak,
             narrowed: st.narrowed,
             throttled: st.throttled,
+            splits: st.splits,
         }
     }
 }
@@ -242,6 +285,11 @@ impl Fetcher {
 
     /// Reads `range` of `key` in parallel parts, each into its own accumulator of
     /// `kind`, and merges them. Returns the merged accumulator and the bytes read.
+    ///
+    /// While its parts stream, the job looks every [`SPLIT_EVERY`] for an idle window
+    /// (free GET slots and nobody waiting for one, as at the end of a plan): then it
+    /// splits the part with the most bytes still to come, and a new GET reads its
+    /// second half into another accumulator.
     pub async fn read_merged(
         &self,
         store: &Store,
@@ -251,28 +299,63 @@ impl Fetcher {
         kind: ProcessorKind,
         progress: &AtomicU64,
     ) -> Result<(Accumulator, u64), StoreError> {
+        use futures::stream::{FuturesUnordered, StreamExt};
         let record_length = range.record_length as usize;
         let empty = || {
             Accumulator::new(kind, record_length)
                 .ok_or_else(|| StoreError::Permanent(format!("{kind:?} does not stream")))
         };
-        let parts = self.split(store, key, range)?;
-        let reads = parts.into_iter().map(|part| async move {
+        let job_start = self.bytes(store, key, range)?.start;
+        let read = |claim: Arc<PartClaim>, start: u64| async move {
             let mut acc = empty()?;
             let read = self
                 .read_part(
                     store,
                     key,
                     range,
-                    part,
+                    &claim,
+                    start,
                     expect,
                     progress,
                     &mut |c: &[u8]| acc.add(c),
                 )
                 .await?;
             Ok::<_, StoreError>((acc, read))
-        });
-        let done = futures::future::try_join_all(reads).await?;
+        };
+        let mut claims = Vec::new();
+        let mut running = FuturesUnordered::new();
+        for part in self.split(store, key, range)? {
+            let claim = Arc::new(PartClaim::new(part.clone()));
+            claims.push(Arc::clone(&claim));
+            running.push(read(claim, part.start));
+        }
+        let splits = store.part_retries_are_ours();
+        let mut done = Vec::new();
+        let mut tick = tokio::time::interval(SPLIT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                next = running.next() => match next {
+                    None => break,
+                    Some(result) => done.push(result?),
+                },
+                _ = tick.tick(), if splits => {
+                    if !self.window.idle() {
+                        continue;
+                    }
+                    let widest = claims.iter().max_by_key(|c| c.remaining());
+                    let tail = widest.and_then(|c| {
+                        c.split_off(job_start, range.record_length, MIN_SPLIT)
+                    });
+                    if let Some(tail) = tail {
+                        self.window.split();
+                        let claim = Arc::new(PartClaim::new(tail.clone()));
+                        claims.push(Arc::clone(&claim));
+                        running.push(read(claim, tail.start));
+                    }
+                }
+            }
+        }
         check_same_object(store, key, expect, done.iter().map(|(_, r)| r))?;
         let mut total = empty()?;
         let mut bytes = 0;
@@ -296,13 +379,27 @@ impl Fetcher {
     ) -> Result<u64, StoreError> {
         let mut reads = Vec::new();
         for part in self.split(store, key, range)? {
+            let claim = PartClaim::new(part.clone());
             reads.push(
-                self.read_part(store, key, range, part, expect, progress, sink)
-                    .await?,
+                self.read_part(
+                    store, key, range, &claim, part.start, expect, progress, sink,
+                )
+                .await?,
             );
         }
         check_same_object(store, key, expect, reads.iter())?;
         Ok(reads.iter().map(|r| r.bytes).sum())
+    }
+
+    fn bytes(
+        &self,
+        store: &Store,
+        key: &str,
+        range: &RecordRange,
+    ) -> Result<Range<u64>, StoreError> {
+        range
+            .byte_range()
+            .map_err(|e| StoreError::Permanent(format!("{}{key}: {e}", store.url())))
     }
 
     fn split(
@@ -311,25 +408,32 @@ impl Fetcher {
         key: &str,
         range: &RecordRange,
     ) -> Result<Vec<Range<u64>>, StoreError> {
-        let bytes = range
-            .byte_range()
-            .map_err(|e| StoreError::Permanent(format!("{}{key}: {e}", store.url())))?;
-        Ok(parts::split(&bytes, range.record_length, self.part_size))
+        let bytes = self.bytes(store, key, range)?;
+        // Sizes drawn from ±25 % of the part size: GETs that share a link evenly and
+        // started together would otherwise end together and all wait for their next
+        // first byte at once, a gap per round. Uneven sizes spread the rounds out.
+        let (lo, hi) = (self.part_size * 3 / 4, self.part_size * 5 / 4);
+        let mut rng = rand::rng();
+        Ok(parts::split_sized(&bytes, range.record_length, || {
+            rand::Rng::random_range(&mut rng, lo.max(1)..=hi.max(1))
+        }))
     }
 
-    /// One part, inside the window, retried (resuming) when the store leaves that to us.
+    /// One part (what `claim` holds, from `start`), inside the window, retried
+    /// (resuming) when the store leaves that to us.
     #[allow(clippy::too_many_arguments)]
     async fn read_part(
         &self,
         store: &Store,
         key: &str,
         range: &RecordRange,
-        part: Range<u64>,
+        claim: &PartClaim,
+        start: u64,
         expect: &Expect,
         progress: &AtomicU64,
         sink: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<PartRead, StoreError> {
-        let mut at = part.start;
+        let mut delivered = 0;
         let mut attempts = 0;
         let mut backoff = FullJitter::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut counted = |c: &[u8]| {
@@ -338,19 +442,20 @@ impl Fetcher {
         };
         loop {
             let permit = self.window.acquire().await;
+            claim.restart_at(start + delivered);
             match store
-                .read_part(key, range, at..part.end, expect, &mut counted)
+                .read_part(key, range, claim, expect, &mut counted)
                 .await
             {
                 Ok(read) => {
                     self.window.succeeded();
                     return Ok(PartRead {
-                        bytes: read.bytes + (at - part.start),
+                        bytes: delivered + read.bytes,
                         etag: read.etag,
                     });
                 }
                 Err(failure) => {
-                    at += failure.delivered;
+                    delivered += failure.delivered;
                     if failure.throttled {
                         self.window.throttled(&permit);
                     }

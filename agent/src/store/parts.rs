@@ -12,7 +12,7 @@
 //! planned size, and the planned ETag as `If-Match`.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
@@ -74,6 +74,122 @@ pub fn split(bytes: &Range<u64>, record_length: u64, part_size: u64) -> Vec<Rang
         .collect()
 }
 
+/// Splits like [`split`], but each part's size is drawn by `next_size` (bytes, rounded
+/// down to whole records, at least one); a last piece under half of the size drawn for
+/// it is folded into the part before.
+pub fn split_sized(
+    bytes: &Range<u64>,
+    record_length: u64,
+    mut next_size: impl FnMut() -> u64,
+) -> Vec<Range<u64>> {
+    let record_length = record_length.max(1);
+    let mut parts: Vec<Range<u64>> = Vec::new();
+    let mut at = bytes.start;
+    while at < bytes.end {
+        let size = next_size();
+        let records = (size / record_length).max(1);
+        let end = (at + records * record_length).min(bytes.end);
+        let rest = bytes.end - end;
+        if rest > 0 && rest < size / 2 {
+            parts.push(at..bytes.end);
+            break;
+        }
+        parts.push(at..end);
+        at = end;
+    }
+    if parts.is_empty() {
+        parts.push(bytes.clone());
+    }
+    parts
+}
+
+/// The bytes one part GET may still deliver: `pos..end`, where `end` can be lowered
+/// while the GET runs ([`PartClaim::split_off`]), so an idle GET slot can take over
+/// the second half of a long part near the end of a plan. The reader takes bytes
+/// under the same lock, so it never delivers past a lowered end.
+#[derive(Debug)]
+pub struct PartClaim {
+    state: Mutex<ClaimState>,
+}
+
+#[derive(Debug)]
+struct ClaimState {
+    pos: u64,
+    end: u64,
+    streaming: bool,
+}
+
+impl PartClaim {
+    /// A claim on `bytes`.
+    pub fn new(bytes: Range<u64>) -> PartClaim {
+        PartClaim {
+            state: Mutex::new(ClaimState {
+                pos: bytes.start,
+                end: bytes.end,
+                streaming: false,
+            }),
+        }
+    }
+
+    /// A new GET starts at `at` (a retry resumes after what was delivered).
+    pub fn restart_at(&self, at: u64) {
+        let mut st = self.state.lock().expect("claim lock");
+        st.pos = at;
+        st.streaming = false;
+    }
+
+    fn request(&self) -> Range<u64> {
+        let st = self.state.lock().expect("claim lock");
+        st.pos..st.end
+    }
+
+    fn streaming(&self) {
+        self.state.lock().expect("claim lock").streaming = true;
+    }
+
+    /// Takes up to `n` more bytes; returns how many may be delivered (0 at the end).
+    fn take(&self, n: u64) -> u64 {
+        let mut st = self.state.lock().expect("claim lock");
+        let grant = n.min(st.end.saturating_sub(st.pos));
+        st.pos += grant;
+        grant
+    }
+
+    fn end(&self) -> u64 {
+        self.state.lock().expect("claim lock").end
+    }
+
+    /// Bytes still to come, while a GET is streaming them (0 otherwise).
+    pub fn remaining(&self) -> u64 {
+        let st = self.state.lock().expect("claim lock");
+        if st.streaming {
+            st.end.saturating_sub(st.pos)
+        } else {
+            0
+        }
+    }
+
+    /// Gives up the second half of what is still to come (record-aligned from
+    /// `records_from`), when that is at least `min` bytes and a GET is streaming;
+    /// returns it for another GET.
+    pub fn split_off(&self, records_from: u64, record_length: u64, min: u64) -> Option<Range<u64>> {
+        let mut st = self.state.lock().expect("claim lock");
+        if !st.streaming {
+            return None;
+        }
+        let record_length = record_length.max(1);
+        let half = st.pos + (st.end.saturating_sub(st.pos)) / 2;
+        let mid = records_from
+            + (half.saturating_sub(records_from)).div_ceil(record_length) * record_length;
+        if mid <= st.pos || mid >= st.end || st.end - mid < min {
+            return None;
+        }
+        let tail = mid..st.end;
+        st.end = mid;
+        Some(tail)
+    }
+}
+
 /// True when a failure message says the store is throttling us.
 pub fn is_throttle(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
@@ -99,14 +215,15 @@ impl Store {
         self
     }
 
-    /// Reads the bytes `bytes` (whole records of `range.record_length`, inside `range`)
-    /// of `key` with one ranged GET, not retried, and streams whole records to `sink`.
-    /// `range` is the job's, for messages and the size check.
+    /// Reads what `claim` holds (whole records of `range.record_length`, inside
+    /// `range`) of `key` with one ranged GET, not retried, and streams whole records to
+    /// `sink`, stopping early if the claim's end is lowered meanwhile. `range` is the
+    /// job's, for messages and the size check.
     pub async fn read_part(
         &self,
         key: &str,
         range: &RecordRange,
-        bytes: Range<u64>,
+        claim: &PartClaim,
         expect: &Expect,
         sink: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<PartRead, PartFailure> {
@@ -117,6 +234,7 @@ impl Store {
             )))
         })?;
         let path = self.path(key).map_err(PartFailure::before_any)?;
+        let bytes = claim.request();
         let opts = GetOptions {
             range: Some(GetRange::Bounded(bytes.clone())),
             if_match: expect.etag.clone(),
@@ -161,7 +279,7 @@ impl Store {
             ))));
         }
         let etag = res.meta.e_tag.clone();
-        let want = bytes.end - bytes.start;
+        claim.streaming();
         let mut carry = RecordCarry::new(record_length);
         let mut got = 0u64;
         let failed = |error: StoreError, got: u64, carry: &RecordCarry| PartFailure {
@@ -175,11 +293,14 @@ impl Store {
                 let mut offset = bytes.start;
                 // Whole records per read; never more than the part, so a small job
                 // does not hold a 1 MiB buffer.
-                let chunk =
-                    ((FILE_READ_CHUNK / record_length).max(1) * record_length).min(want as usize);
+                let chunk = ((FILE_READ_CHUNK / record_length).max(1) * record_length)
+                    .min((bytes.end - bytes.start) as usize);
                 let mut buf = Vec::with_capacity(chunk);
-                while offset < bytes.end {
-                    let n = (bytes.end - offset).min(chunk as u64) as usize;
+                loop {
+                    let n = claim.take(chunk as u64) as usize;
+                    if n == 0 {
+                        break;
+                    }
                     let f = Arc::clone(&file);
                     let (back, read) = tokio::task::spawn_blocking(move || {
                         let r = pread(&f, offset, n, &mut buf);
@@ -218,7 +339,7 @@ impl Store {
                         Err(e) => {
                             let error = match classify(&e, &what) {
                                 StoreError::Retryable(m) => StoreError::Retryable(format!(
-                                    "{m} ({range}: part {}..{} cut short after {got} of {want} bytes)",
+                                    "{m} ({range}: part {}..{} cut short after {got} bytes)",
                                     bytes.start, bytes.end
                                 )),
                                 other => other,
@@ -226,15 +347,17 @@ impl Store {
                             return Err(failed(error, got, &carry));
                         }
                     };
-                    let take = chunk.len().min((want - got) as usize);
+                    let take = claim.take(chunk.len() as u64) as usize;
                     got += take as u64;
                     push_rechunked(&mut carry, &chunk[..take], self.chunk_size, sink);
-                    if got == want {
+                    if take < chunk.len() || bytes.start + got == claim.end() {
+                        // Done, or the claim was split: drop the rest of the body.
                         break;
                     }
                 }
             }
         }
+        let want = claim.end() - bytes.start;
         if got != want || carry.pending() != 0 {
             return Err(failed(
                 StoreError::Retryable(format!(
@@ -269,6 +392,42 @@ mod tests {
         assert_eq!(split(&(0..30), 10, 4).len(), 3);
         // A job smaller than a part: one part.
         assert_eq!(split(&(0..30), 10, 8 << 20), vec![0..30]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sized_parts_are_record_aligned_and_cover_the_range(
+            start in 0u64..1000,
+            records in 1u64..500,
+            len in 1u64..50,
+            sizes in proptest::collection::vec(1u64..2000, 1..10),
+        ) {
+            let bytes = start * len..(start + records) * len;
+            let mut i = 0;
+            let parts = split_sized(&bytes, len, || { i += 1; sizes[i % sizes.len()] });
+            proptest::prop_assert_eq!(parts.first().unwrap().start, bytes.start);
+            proptest::prop_assert_eq!(parts.last().unwrap().end, bytes.end);
+            for w in parts.windows(2) {
+                proptest::prop_assert_eq!(w[0].end, w[1].start);
+            }
+            for p in &parts {
+                proptest::prop_assert!(p.end > p.start && (p.end - p.start) % len == 0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_claim_splits_on_a_record_boundary_only_while_streaming() {
+        let c = PartClaim::new(100..1100);
+        assert_eq!(c.split_off(100, 10, 1), None, "not streaming yet");
+        c.streaming();
+        assert_eq!(c.take(105), 105);
+        // 205..1100 remain: the half mark 652.5 rounds up to the record at 660.
+        assert_eq!(c.split_off(100, 10, 1), Some(660..1100));
+        assert_eq!(c.end(), 660);
+        assert_eq!(c.take(1000), 455);
+        assert_eq!(c.take(10), 0);
+        assert_eq!(c.split_off(100, 10, 1), None, "nothing left");
     }
 
     #[test]
