@@ -6,13 +6,19 @@
 # Goal: peak RSS under 64 MiB. Per-job overhead, not bytes, is what this measures.
 #
 #   bench/agent-rss.sh        # RECORDS=50000 PER_JOB=10 CONCURRENCY=4; WORK=/dir for the data
+#   CONCURRENCY=auto bench/agent-rss.sh           # no concurrency key: the agent sizes itself
+#   RANGEFLEET=/path/to/rangefleet bench/agent-rss.sh   # another build (a baseline)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rangefleet/target}"
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-cargo build --release -q -p rangefleet
-bin="$CARGO_TARGET_DIR/release/rangefleet"
+if [ -n "${RANGEFLEET:-}" ]; then
+    bin="$RANGEFLEET"
+else
+    cargo build --release -q -p rangefleet
+    bin="$CARGO_TARGET_DIR/release/rangefleet"
+fi
 
 records="${RECORDS:-50000}"
 per_job="${PER_JOB:-10}"
@@ -29,9 +35,9 @@ cat >"$work/agent.yaml" <<EOF
 queue: sqlite://$db
 inputs: ["file://$data/"]
 results: file://$out/
-concurrency: $concurrency
 lease_seconds: 60
 EOF
+[ "$concurrency" = auto ] || echo "concurrency: $concurrency" >>"$work/agent.yaml"
 
 /usr/bin/time -v -o "$work/time.txt" \
     "$bin" agent --no-imds --config "$work/agent.yaml" --instance-id i-bench \

@@ -88,6 +88,8 @@ struct Timeline {
     first_get: Option<Duration>,
     last_byte: Option<Duration>,
     bytes: u64,
+    /// The bucket of the last start or end of a GET, and the GETs in flight after it.
+    last_in_flight: (usize, u64),
 }
 
 impl Stats {
@@ -113,7 +115,9 @@ impl Stats {
         let i = self.bucket_of(at);
         let mut t = self.inner.lock().expect("timeline lock");
         if t.buckets.len() <= i {
-            t.buckets.resize(i + 1, (0, 0));
+            // Buckets with no event held what was in flight at the last one.
+            let (_, carried) = t.last_in_flight;
+            t.buckets.resize(i + 1, (0, carried));
         }
         f(&mut t, i);
     }
@@ -126,11 +130,13 @@ impl Stats {
         self.with_bucket(now, |t, i| {
             t.buckets[i].1 = t.buckets[i].1.max(n);
             t.first_get.get_or_insert(since);
+            t.last_in_flight = (i, n);
         });
     }
 
     fn get_ended(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let n = self.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.with_bucket(Instant::now(), |t, i| t.last_in_flight = (i, n));
     }
 
     fn sent(&self, n: usize) {
