@@ -1,6 +1,8 @@
-//! One conformance suite for every real queue: each property is a generic async fn over
-//! a `Subject` (a queue plus a way to read its dead letters), run against SqliteQueue
-//! on a temporary file and SqsQueue on a local moto server with a dead-letter queue.
+//! One conformance suite for every queue: each property is a generic async fn over a
+//! `Subject` (a queue plus a way to read its dead letters), run against SqliteQueue on
+//! a temporary file, SqsQueue on a local moto server with a dead-letter queue, and the
+//! in-memory FakeQueue the in-process tests use (so the fake is held to what the real
+//! queues do).
 //!
 //! Leases are 1–2 s so that expiry can be waited for; waits are the queue's own
 //! (`lease(.., wait)` polls or long-polls until a message shows up), not sleeps.
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use rangefleet::queue::fake::FakeQueue;
 use rangefleet::queue::sqlite::SqliteQueue;
 use rangefleet::queue::sqs::{SqsQueue, ATTEMPTS_ATTRIBUTE, REASON_ATTRIBUTE};
 use rangefleet::queue::{Lease, Queue, QueueError, QueueStats};
@@ -45,6 +48,7 @@ impl Drop for Temp {
 }
 
 enum Backend {
+    Fake(Arc<FakeQueue>),
     Sqlite {
         queue: SqliteQueue,
         _dir: Temp,
@@ -78,6 +82,15 @@ impl Subject {
         }
     }
 
+    /// The in-memory test double.
+    async fn fake() -> Subject {
+        let queue = FakeQueue::shared();
+        Subject {
+            queue: queue.clone(),
+            backend: Backend::Fake(queue),
+        }
+    }
+
     /// An SQS queue on its own moto server, with a DLQ as the Terraform module makes it.
     async fn sqs() -> Subject {
         let moto = Moto::start().unwrap();
@@ -96,6 +109,7 @@ impl Subject {
     /// Dead letters as (body, reason, attempts), sorted.
     async fn dead_letters(&self) -> Vec<(String, String, u32)> {
         let mut out = match &self.backend {
+            Backend::Fake(queue) => queue.dead_letters(),
             Backend::Sqlite { queue, .. } => queue.dead_letters().unwrap(),
             Backend::Sqs {
                 client, dlq_url, ..
@@ -356,6 +370,7 @@ macro_rules! conformance {
     };
 }
 
+conformance!(fake, Subject::fake());
 conformance!(sqlite, Subject::sqlite());
 conformance!(sqs, Subject::sqs());
 
