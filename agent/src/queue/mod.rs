@@ -73,6 +73,7 @@ pub trait Queue: Send + Sync {
     async fn stats(&self) -> Result<QueueStats, QueueError>;
 }
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod open;
 pub mod sqlite;

@@ -13,6 +13,7 @@
 
 mod aws;
 mod carry;
+#[cfg(any(test, feature = "test-util"))]
 pub mod faulty;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
+#[cfg(any(test, feature = "test-util"))]
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -32,6 +34,7 @@ use object_store::{
 use url::Url;
 
 pub use aws::S3Settings;
+#[cfg(any(test, feature = "test-util"))]
 pub use faulty::{FaultyObjectStore, GetFault};
 
 use crate::contract::range::RecordRange;
@@ -138,6 +141,7 @@ impl Store {
     }
 
     /// An empty in-memory store (`memory:///`), for tests.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn memory() -> Store {
         Store::from_object_store(Arc::new(InMemory::new()), "memory:///")
     }
@@ -164,6 +168,7 @@ impl Store {
 
     /// Tests: re-chunk everything that reaches a read's sink into pieces of `n` bytes
     /// before record alignment, so every chunk boundary can be exercised.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn with_chunk_size(mut self, n: usize) -> Store {
         self.chunk_size = Some(n.max(1));
         self
@@ -719,6 +724,7 @@ impl StoreCache {
     }
 
     /// Puts a ready store in the cache (tests hand in fakes this way).
+    #[cfg(any(test, feature = "test-util"))]
     pub async fn insert(&self, base_url: &str, store: Store) {
         self.stores.lock().await.insert(base_url.to_string(), store);
     }
