@@ -82,7 +82,7 @@ pub async fn run(args: Args) -> i32 {
                 partitions.len(),
                 started.elapsed().as_secs_f64(),
                 results.url(),
-                crate::operator::plan::MANIFEST
+                crate::contract::manifest::MANIFEST
             );
             exit::OK
         }

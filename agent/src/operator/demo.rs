@@ -169,13 +169,19 @@ pub async fn run(args: &DemoOptions, dir: &Path) -> Result<i32, String> {
     crate::outln!();
     for s in &reduced.instances {
         crate::outln!(
-            "  {}  done {:>4}  released {:>2}  redone {:>2}  {}",
-            s["instance_id"].as_str().unwrap_or("?"),
-            s["done"],
-            s["released"],
-            s["redone"],
-            match s["interruption"]["kind"].as_str() {
-                Some(k) => format!("drained after a {k} notice"),
+            // serde_json's Display ignored these widths when the counts were `Value`s;
+            // the line stays as it has always printed.
+            "  {}  done {}  released {}  redone {}  {}",
+            if s.instance_id.is_empty() {
+                "?"
+            } else {
+                &s.instance_id
+            },
+            s.done,
+            s.released,
+            s.redone,
+            match &s.interruption {
+                Some(i) => format!("drained after a {} notice", i.kind),
                 None => "ran until the queue was empty".into(),
             }
         );

@@ -3,58 +3,25 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::contract::job::{self, Job};
+use crate::contract::manifest::{Manifest, ManifestObject, MANIFEST};
 use crate::contract::range;
 use crate::process::ProcessorKind;
 use crate::queue::Queue;
 use crate::store::{ObjectInfo, Store};
 
-/// Name of the plan manifest under the results prefix.
-pub const MANIFEST: &str = "_plan.json";
 /// Jobs sent to the queue per call (the SQS implementation batches by ten inside).
 const ENQUEUE_BATCH: usize = 500;
-
-/// The plan manifest (DESIGN 5.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Version.
-    pub v: u32,
-    /// The planned source prefix or object.
-    pub source: String,
-    /// Processor of every job.
-    pub processor: String,
-    /// Bytes per record.
-    pub record_length: u64,
-    /// Records per job (the last job of an object may have fewer).
-    pub records_per_job: u64,
-    /// Objects planned, with size and ETag at plan time.
-    pub objects: Vec<ManifestObject>,
-    /// Every job id, in enqueue order.
-    pub jobs: Vec<String>,
-}
 
 /// The manifest under `results`, `Ok(None)` when nothing was planned there.
 pub async fn read_manifest(results: &Store) -> Result<Option<Manifest>, String> {
     match results.get(MANIFEST).await {
-        Ok(b) => serde_json::from_slice(&b)
+        Ok(b) => Manifest::from_slice(&b)
             .map(Some)
             .map_err(|e| format!("{}{MANIFEST} is not a plan manifest: {e}", results.url())),
         Err(crate::store::StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// One object in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestObject {
-    /// Key relative to the source prefix.
-    pub key: String,
-    /// Bytes.
-    pub size: u64,
-    /// ETag, when the store has one.
-    pub etag: Option<String>,
 }
 
 /// What to plan.
@@ -192,7 +159,7 @@ pub async fn plan(
         );
     }
     let manifest = Manifest {
-        v: 1,
+        v: crate::contract::manifest::VERSION,
         source: opts.source.clone(),
         processor: opts.processor.name().to_string(),
         record_length: opts.record_length,
@@ -208,7 +175,7 @@ pub async fn plan(
             .collect(),
         jobs: jobs.iter().map(|j| j.job_id.clone()).collect(),
     };
-    let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    let body = manifest.to_bytes();
     // The manifest goes first: if enqueueing stops half-way, reduce names what is missing.
     let written = if force {
         results.put(MANIFEST, body.into()).await.map(|_| true)

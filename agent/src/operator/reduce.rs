@@ -10,8 +10,9 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::contract::job;
-use crate::contract::summary::INSTANCES;
-use crate::operator::plan::MANIFEST;
+use crate::contract::manifest::MANIFEST;
+use crate::contract::result::ResultDoc;
+use crate::contract::summary::{InstanceSummary, INSTANCES};
 use crate::process::{ByPartition, Merged, ProcessorKind};
 use crate::store::Store;
 
@@ -34,7 +35,7 @@ pub struct Reduced {
     /// Second writes refused by the store, from the instance summaries.
     pub redone: u64,
     /// The instance summaries (`_instances/<id>.json`), in key order.
-    pub instances: Vec<Value>,
+    pub instances: Vec<InstanceSummary>,
 }
 
 impl Reduced {
@@ -97,9 +98,14 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
     let mut seen = BTreeSet::new();
     while let Some(r) = bodies.next().await {
         let (id, key, body) = r?;
-        let doc: Value =
-            serde_json::from_slice(&body).map_err(|e| format!("result {key} is not JSON: {e}"))?;
-        merged.add(&id, &doc["output"])?;
+        let doc = ResultDoc::from_slice(&body).map_err(|e| {
+            if e.is_data() {
+                format!("result {key} is not a result document: {e}")
+            } else {
+                format!("result {key} is not JSON: {e}")
+            }
+        })?;
+        merged.add(&id, &doc.output)?;
         seen.insert(id);
     }
     let missing: Vec<String> = manifest
@@ -109,10 +115,7 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
         .cloned()
         .collect();
     let instances = instance_summaries(results).await?;
-    let redone = instances
-        .iter()
-        .map(|s| s["redone"].as_u64().unwrap_or(0))
-        .sum();
+    let redone = instances.iter().map(|s| s.redone).sum();
     Ok(Reduced {
         merged,
         planned: manifest.jobs.len() as u64,
@@ -124,8 +127,8 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
     })
 }
 
-/// Every `_instances/<id>.json` under `results`.
-pub async fn instance_summaries(results: &Store) -> Result<Vec<Value>, String> {
+/// Every `_instances/<id>.json` under `results` that reads as a summary.
+pub async fn instance_summaries(results: &Store) -> Result<Vec<InstanceSummary>, String> {
     let mut out = Vec::new();
     for obj in results
         .list_under(INSTANCES)
@@ -133,8 +136,8 @@ pub async fn instance_summaries(results: &Store) -> Result<Vec<Value>, String> {
         .map_err(|e| e.to_string())?
     {
         let body = results.get(&obj.key).await.map_err(|e| e.to_string())?;
-        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-            out.push(v);
+        if let Ok(s) = InstanceSummary::from_slice(&body) {
+            out.push(s);
         }
     }
     Ok(out)

@@ -12,7 +12,7 @@ use serde::Serialize;
 #[cfg(test)]
 use serde_json::json;
 
-use crate::operator::plan::MANIFEST;
+use crate::contract::manifest::MANIFEST;
 use crate::store::Store;
 
 /// One instance of the fleet, as DescribeInstances reports it.
