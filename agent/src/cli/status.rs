@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> i32 {
             Ok(rows) => Some(rows),
             Err(e) => {
                 eprintln!("error: {e}");
-                return exit::FAILURE;
+                return e.exit_code();
             }
         }
     };
@@ -69,7 +69,7 @@ pub async fn run(args: Args) -> i32 {
                 Ok(p) => Some(p),
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return exit::FAILURE;
+                    return e.exit_code();
                 }
             }
         }
