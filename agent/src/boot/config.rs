@@ -277,7 +277,7 @@ impl Validator<'_> {
             DEFAULT_LEASE_SECONDS as i64,
         )?;
         for (k, v) in &raw.tags {
-            tags::check(k, v).map_err(|m| self.err(&format!("tags.{k}"), m))?;
+            tags::check(k, v).map_err(|m| self.err(&format!("tags.{k}"), m.0))?;
         }
         if raw.tags.len() > tags::MAX_TAGS {
             return Err(self.err(

@@ -59,7 +59,7 @@ pub enum BootError {
     Config(#[from] ConfigError),
     /// Tags that break AWS's rules once expanded.
     #[error("invalid tags: {0}")]
-    Tags(String),
+    Tags(tags::TagError),
 }
 
 impl BootError {

@@ -54,13 +54,6 @@ impl UrlError {
     }
 }
 
-/// Lets callers that still return `Result<_, String>` use `?` on [`AllowList::new`].
-impl From<UrlError> for String {
-    fn from(e: UrlError) -> String {
-        e.to_string()
-    }
-}
-
 /// Why a job's source is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllowError {
