@@ -1,7 +1,7 @@
 //! Tags: templates expanded from the instance's identity, and AWS's tag rules.
 //!
 //! Tags are set once, at launch, by the launch template; the same tags travel in
-//! user-data so the agent knows them without an EC2 API call (DESIGN 1).
+//! user-data so the agent knows them without an EC2 API call (docs/architecture.md).
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! The `rangefleet` command line (DESIGN 5.6). Each subcommand maps its errors to the
+//! The `rangefleet` command line (docs/cli.md). Each subcommand maps its errors to the
 //! documented exit codes; `main.rs` only calls [`main`].
 
 pub mod agent;
@@ -82,14 +82,14 @@ enum Command {
     ImdsMock(Box<imds_mock::Args>),
     /// Generate taxi trip test data in Hive layout, with the totals it must produce.
     ///
-    /// Writes DIR/color=C/date=D/part-0000.rec (80-byte records, DESIGN 5.1) for every
+    /// Writes DIR/color=C/date=D/part-0000.rec (80-byte records, docs/formats.md) for every
     /// colour and day, and DIR/_expected.json: the taxi-stats computed from the values
     /// generated (not by parsing them back). The same seed gives the same bytes.
     Gen(gen::Args),
     /// Compute an answer over a folder, prefix or object in this process (no queue).
     ///
     /// Splits the data into the jobs `plan` would make and runs them here, 2 × CPUs at
-    /// a time, then prints the merged output per partition and in total (DESIGN 5.5,
+    /// a time, then prints the merged output per partition and in total (docs/formats.md,
     /// without coverage). Objects whose names start with _ or . are skipped.
     Scan(scan::Args),
     /// Split partitioned data into jobs, write the plan manifest, enqueue the jobs.

@@ -10,7 +10,7 @@ pub struct Args {
     /// The results prefix a plan wrote its manifest to.
     #[arg(long)]
     pub results: String,
-    /// Print DESIGN 5.5's JSON instead of a table.
+    /// Print the merged output as JSON (docs/formats.md) instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -20,7 +20,7 @@ pub struct Args {
     /// Bytes per record.
     #[arg(long, default_value_t = 80)]
     pub record_length: u64,
-    /// Print DESIGN 5.5's JSON instead of a table.
+    /// Print the merged output as JSON (docs/formats.md) instead of a table.
     #[arg(long)]
     pub json: bool,
 }

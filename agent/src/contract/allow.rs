@@ -1,4 +1,4 @@
-//! The input allow-list (DESIGN 5.4): a job may only read under a configured prefix.
+//! The input allow-list (docs/config.md): a job may only read under a configured prefix.
 //!
 //! Checked on parsed URLs: scheme and bucket (or host and port) must match exactly, the
 //! path must start with the allowed path on a `/` boundary, and `.` or `..` segments,

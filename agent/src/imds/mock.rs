@@ -1,4 +1,4 @@
-//! `rangefleet imds-mock`: a local instance metadata service (DESIGN 5.7).
+//! `rangefleet imds-mock`: a local instance metadata service (docs/cli.md).
 //!
 //! Faithful where clients notice: tokens with a TTL header that expire, v1 refused unless
 //! allowed, trailing slashes, directory listings, the identity document, role

@@ -2,7 +2,7 @@
 //!
 //! Up to `concurrency` jobs run at once, and the loop leases only as many messages as
 //! it has free slots. Each job heartbeats its lease at a third of its length. Errors are
-//! handled by class (DESIGN 4): a bad job is dead-lettered with its reason; a retryable
+//! handled by class (docs/architecture.md#defaults): a bad job is dead-lettered with its reason; a retryable
 //! failure releases the job (dead-lettered at its 5th receive); a fault of the agent or
 //! its environment (403, missing credentials) releases the job and pauses leasing, so a
 //! wrong role never dead-letters a plan's worth of good jobs.
@@ -34,7 +34,7 @@ use crate::queue::{Lease, Queue, QueueError};
 use crate::store::{self, Expect, PutOutcome, Store, StoreCache, StoreError};
 use crate::time::rfc3339;
 
-/// A retryable failure at this receive count is dead-lettered (DESIGN 4).
+/// A retryable failure at this receive count is dead-lettered (docs/architecture.md#defaults).
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// What the worker talks to.
@@ -129,7 +129,7 @@ impl Control {
     }
 }
 
-/// What one agent did: the instance summary's counts (DESIGN 5.3).
+/// What one agent did: the instance summary's counts (docs/formats.md).
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Results written and acked.
@@ -746,7 +746,7 @@ async fn dead_letter(ctx: &Ctx, lease: &Lease, reason: &str) {
     }
 }
 
-/// The instance summary (DESIGN 5.3), written at exit to `_instances/<id>.json`.
+/// The instance summary (docs/formats.md), written at exit to `_instances/<id>.json`.
 pub fn summary(
     identity: &Identity,
     tags: &BTreeMap<String, String>,

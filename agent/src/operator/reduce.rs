@@ -1,4 +1,4 @@
-//! `rangefleet reduce`: merge results with an exact coverage check (DESIGN 5.3, 5.5).
+//! `rangefleet reduce`: merge results with an exact coverage check (docs/formats.md).
 //!
 //! Every planned job must have exactly one result; results are create-only, so a job
 //! done twice still has one document, and the second write shows up as "redone" in
@@ -47,7 +47,7 @@ impl Reduced {
         self.missing.is_empty()
     }
 
-    /// DESIGN 5.5.
+    /// docs/formats.md.
     pub fn to_json(&self) -> Value {
         let mut doc = self.merged.to_json();
         doc.insert(

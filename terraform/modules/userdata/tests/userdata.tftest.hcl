@@ -146,7 +146,7 @@ run "defaults_are_left_to_the_agent" {
   }
   assert {
     condition     = yamldecode(output.agent_config).spot == { poll_seconds = 5, on_rebalance = "stop-leasing", drain_margin_seconds = 20 }
-    error_message = "spot defaults differ from DESIGN section 4."
+    error_message = "spot defaults differ from docs/architecture.md#defaults."
   }
   assert {
     condition     = yamldecode(output.agent_config).lease_seconds == 300
