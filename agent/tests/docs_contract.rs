@@ -86,9 +86,5 @@ fn no_file_cites_the_outside_brief() {
         .lines()
         .filter(|l| !l.starts_with("agent/tests/docs_contract.rs"))
         .collect();
-    assert!(
-        hits.is_empty(),
-        "cite docs/ instead:\n{}",
-        hits.join("\n")
-    );
+    assert!(hits.is_empty(), "cite docs/ instead:\n{}", hits.join("\n"));
 }

@@ -9,7 +9,8 @@ use super::open_store;
 /// `rangefleet scan`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A file:// or s3:// prefix, or one object.
+    /// A file:// or s3:// prefix, or one object; a plain path means a local file or folder.
+    #[arg(value_parser = super::location)]
     pub source: String,
     /// count or taxi-stats.
     #[arg(long)]

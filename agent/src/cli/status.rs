@@ -12,8 +12,9 @@ pub struct Args {
     /// The queue: sqlite:///path/queue.db or an SQS queue URL.
     #[arg(long)]
     pub queue: String,
-    /// The results prefix the plan wrote `_plan.json` to: show the plan's progress.
-    #[arg(long)]
+    /// The results prefix the plan wrote `_plan.json` to: show the plan's progress
+    /// (a URL, or a local folder).
+    #[arg(long, value_parser = super::location)]
     pub results: Option<String>,
     /// List the fleet's instances carrying this tag, K=V (repeatable: all must match).
     #[arg(long = "fleet-tag", value_parser = parse_tag)]
