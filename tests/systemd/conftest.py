@@ -15,16 +15,12 @@ from pathlib import Path
 import pytest
 
 from harness import rootfs
+from harness.checks import artifacts_dir
 from harness.container import Container
 from harness.doubles import BinaryServer
 from harness.fleet import Instance, copy_artifacts
 
 TIMINGS: dict[str, object] = {"boots": []}
-
-
-def _artifacts_dir() -> Path:
-    default = Path.home() / ".cache" / "rangefleet" / "systemd-artifacts"
-    return Path(os.environ.get("RANGEFLEET_SYSTEMD_ARTIFACTS", default))
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +74,7 @@ def container(root: rootfs.Root, request):
     rep = getattr(request.node, "rep_call", None)
     keep = None
     if rep is None or rep.failed:
-        keep = _artifacts_dir() / request.node.name
+        keep = artifacts_dir() / request.node.name
         copy_artifacts(c.run, keep)
     c.close(keep=keep)
     if keep is not None:

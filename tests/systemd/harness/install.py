@@ -69,14 +69,15 @@ def render(agent_config: str, url: str, sha256: str) -> str:
         "${jsonencode(install_argv)}": json.dumps(install_argv(url, sha256),
                                                   separators=(",", ":")),
     }
+    unknown = set(re.findall(r"\$\{[^}]*\}|%\{[^}]*\}", text)) - set(values)
+    if unknown:
+        raise TemplateDrift(f"{TEMPLATE} has template expressions the harness does not "
+                            f"render: {sorted(unknown)}")
     for placeholder, value in values.items():
         if placeholder not in text:
             raise TemplateDrift(f"{TEMPLATE} has no {placeholder}; update the harness")
+        # Substituted values are not templates themselves (the install script's ${…}).
         text = text.replace(placeholder, value)
-    left = re.findall(r"\$\{[^}]*\}|%\{[^}]*\}", text)
-    if left:
-        raise TemplateDrift(f"{TEMPLATE} has template expressions the harness does not "
-                            f"render: {left}")
     return text
 
 
