@@ -15,13 +15,10 @@ from pathlib import Path
 import pytest
 
 from harness import rootfs
-from harness.checks import artifacts_dir
+from harness.checks import TIMINGS, artifacts_dir
 from harness.container import Container
 from harness.doubles import BinaryServer
 from harness.fleet import Instance, copy_artifacts
-
-TIMINGS: dict[str, object] = {"boots": []}
-
 
 @pytest.fixture(scope="session")
 def rangefleet_bin() -> Path:

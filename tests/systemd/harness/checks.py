@@ -43,6 +43,10 @@ def sum_exec_bytes(doc: dict[str, object]) -> int:
     return sum(v["bytes"] for v in outputs.values())
 
 
+# What the session cost, for conftest's summary: the root, and each container's boot.
+TIMINGS: dict[str, object] = {"boots": []}
+
+
 def artifacts_dir() -> Path:
     default = Path.home() / ".cache" / "rangefleet" / "systemd-artifacts"
     return Path(os.environ.get("RANGEFLEET_SYSTEMD_ARTIFACTS", default))
@@ -60,6 +64,7 @@ def shared_instance(name: str, root_path: Path, binary: Path, server: BinaryServ
     except BaseException:
         c.close()
         raise
+    TIMINGS["boots"].append(round(c.boot_seconds or 0, 2))
     i = Instance(c, binary, server)
     try:
         yield i

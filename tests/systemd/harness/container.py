@@ -110,18 +110,43 @@ class Result:
         )
 
 
+def reap_stale(runs_dir: Path) -> None:
+    """Removes what a harness process that was killed outright left behind: its
+    containers died with it (pdeathsig), but their empty cgroups and scratch
+    directories stay. Only those named after a process that no longer exists."""
+    def gone(name: str, prefix: str) -> bool:
+        pid = name[len(prefix):].split("-", 1)[0]
+        return pid.isdigit() and not Path(f"/proc/{pid}").exists()
+
+    base = _cgroup2_base()
+    for cg in base.glob("rangefleet-harness-*"):
+        if cg.is_dir() and gone(cg.name, "rangefleet-harness-"):
+            for d in sorted((p for p in cg.rglob("*") if p.is_dir()),
+                            key=lambda p: len(p.parts), reverse=True) + [cg]:
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+    for run in runs_dir.glob("rangefleet-systemd-*"):
+        if run.is_dir() and gone(run.name, "rangefleet-systemd-"):
+            shutil.rmtree(run, ignore_errors=True)
+
+
 class Container:
     """One booted container. Use as a context manager, or call boot() and close()."""
 
     _count = 0
 
     def __init__(self, root: Path, name: str, runs_dir: Path | None = None):
+        parent = runs_dir or Path(tempfile.gettempdir())
+        parent.mkdir(parents=True, exist_ok=True)
+        if Container._count == 0:
+            reap_stale(parent)
         Container._count += 1
         self.root = root
         self.name = name
-        parent = runs_dir or Path(tempfile.gettempdir())
-        parent.mkdir(parents=True, exist_ok=True)
-        self.run = Path(tempfile.mkdtemp(prefix=f"rangefleet-systemd-{name}-", dir=parent))
+        self.run = Path(tempfile.mkdtemp(prefix=f"rangefleet-systemd-{os.getpid()}-{name}-",
+                                         dir=parent))
         self.shared = self.run / "shared"
         self.cgroup = _cgroup2_base() / f"rangefleet-harness-{os.getpid()}-{Container._count}"
         self.unshare: subprocess.Popen[bytes] | None = None
