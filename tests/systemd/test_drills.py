@@ -44,6 +44,11 @@ def test_start_active_only_after_ready(instance: Instance):
     # seconds long, a window in which systemd must still say "activating".
     imds = i.start_imds(config, ["--latency", "1s"])
     i.install(config, imds)
+    # What cloud-init-output.log would say: checked, installed, queued (--no-block).
+    log = i.install_log
+    assert f"installed /usr/local/bin/rangefleet (sha256 {i.server.sha256}," in log, log
+    assert "installed /etc/systemd/system/rangefleet-agent.service" in log, log
+    assert "enabled and queued start of rangefleet-agent.service" in log, log
 
     seen: list[tuple[str, str]] = []
 
@@ -108,8 +113,9 @@ def test_stuck_agent_is_killed_by_the_watchdog_and_restarted(instance: Instance)
     within WatchdogSec systemd declares a watchdog timeout and sends SIGABRT; the unit
     is restarted (NRestarts=1) and the jobs still end exact."""
     i = instance
-    i.gen("yellow,green", "2016-01-01..2016-01-02", 20_000)
-    planned = i.plan("taxi-stats", 200)
+    # 1,600 small jobs, so the agent is still at them when the drill stops it.
+    i.gen("yellow,green", "2016-01-01..2016-01-04", 20_000)
+    planned = i.plan("taxi-stats", 100)
     # A short lease: the jobs the stuck agent held come back 15 s after it dies.
     config = config_yaml(concurrency=2, lease_seconds=15)
     imds = i.start_imds(config)

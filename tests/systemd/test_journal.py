@@ -19,7 +19,6 @@ from harness import install as inst
 from harness.checks import shared_instance
 from harness.fleet import (
     BOOT,
-    DATA,
     DRAINED,
     INTERRUPTION,
     JOB_FAILED,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 from . import install as inst
@@ -64,7 +63,6 @@ class Instance:
         self.imds: ImdsMock | None = None
         self.expected: dict[str, object] | None = None
         self.install_log = ""
-        self.installed_at: float | None = None
         c.write(OPERATOR, binary.read_bytes(), 0o755)
         r = c.exec([OPERATOR, "--version"], check=False)
         if r.rc != 0:
@@ -121,7 +119,6 @@ class Instance:
         return mock
 
     def install(self, config: str, imds: ImdsMock, start: bool = True) -> None:
-        self.installed_at = time.monotonic()
         self.install_log = inst.install(self.c, config, self.server.url, self.server.sha256,
                                         imds.url, start=start)
 
@@ -156,12 +153,6 @@ class Instance:
 
     def journal(self, *args: str) -> list[dict[str, object]]:
         return self.c.journal(*args)
-
-    def wait_journal(self, what: str, args: list[str], timeout: float,
-                     where=lambda e: True) -> list[dict[str, object]]:
-        def found() -> list[dict[str, object]]:
-            return [e for e in self.journal(*args) if where(e)]
-        return wait_for(what, found, timeout, interval=0.5, describe=self.describe)
 
     def describe(self) -> str:
         parts = []
