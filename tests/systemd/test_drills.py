@@ -156,9 +156,9 @@ def test_stuck_agent_is_killed_by_the_watchdog_and_restarted(instance: Instance)
     assert 0 < fired_after <= WATCHDOG_SEC + 2, f"fired {fired_after:.1f} s after the SIGSTOP"
     assert field(fired[0], "MESSAGE").endswith("Watchdog timeout (limit 1min)!"), fired[0]
 
-    # The watchdog's signal is SIGABRT. A stopped process cannot run a handler, and
-    # SIGABRT's default action ends it; were it left alive (a cgroup-frozen agent is),
-    # systemd would SIGKILL it after TimeoutAbortSec, which defaults to TimeoutStopSec.
+    # The watchdog's signal is SIGABRT, followed by SIGCONT, so the stopped agent takes
+    # it at once (the agent has no handler for it). A cgroup-frozen agent could not; it
+    # would be SIGKILLed after TimeoutAbortSec (default: TimeoutStopSec), hence the bound.
     def restarted() -> dict[str, str] | None:
         s = i.show("ActiveState", "SubState", "NRestarts", "MainPID", "Result")
         return s if (s["ActiveState"], s["SubState"], s["NRestarts"]) == (
