@@ -1,10 +1,11 @@
 """Drill 3: `systemctl stop` while long jobs run. One scene, several checks.
 
-Eight exec jobs of 5,000 records, four at a time. Yellow jobs read their records, then
-take 6 s; green jobs wait before reading (for the harness's "fast" flag, set only after
-the stop), so they cannot finish before any deadline. The stop comes once the first two
-yellow jobs are done: a yellow job and green ones are in flight. Then the unit is
-started again, the released jobs are taken, and reduce must be exact.
+Four exec jobs of 5,000 records, all four in flight at once. Yellow jobs read their
+records, then take 6 s; green jobs wait before reading (for the harness's "fast" flag,
+set only after the stop), so they cannot finish before any deadline. The stop comes
+once both yellow steps are past their input and sleeping and both green ones are
+waiting. Then the unit is started again, the released jobs are taken, and reduce must
+be exact.
 """
 
 from __future__ import annotations
@@ -43,21 +44,23 @@ def stopped(root, rangefleet_bin, binary_server, request):
                          request.session) as i:
         s = Stopped()
         s.i = i
-        s.expected = i.gen("yellow,green", "2016-01-01", 20_000)
+        s.expected = i.gen("yellow,green", "2016-01-01", 10_000)
         s.planned = i.plan("exec", 5_000)
-        assert s.planned == 8, s.planned
+        assert s.planned == 4, s.planned
         extra = ("processors:\n  exec:\n    argv: " + json.dumps(["/bin/sh", "-c", SLOW_STEP])
                  + "\n    timeout_seconds: 900\n")
         config = config_yaml(concurrency=4, extra=extra)
         i.install(config, i.start_imds(config))
         i.wait_state("active", "running", 60)
 
-        def second_wave():
-            st = i.status_text()
-            return st if st and st[1] == 4 and st[2] >= 2 else None
+        def all_in_their_sleep():
+            sleeping = i.c.processes()
+            return sleeping if (sleeping.count("sleep 6"), sleeping.count("sleep 600")) == (
+                2, 2) else None
 
-        s.before = wait_for("4 jobs in flight after the first yellow jobs are done",
-                            second_wave, 60, interval=0.2, describe=i.describe)
+        wait_for("both yellow steps sleeping after reading, both green ones waiting",
+                 all_in_their_sleep, 60, interval=0.2, describe=i.describe)
+        s.before = i.status_text()
         s.pid = i.show("MainPID")["MainPID"]
         s.stop_started = time.monotonic()
         s.stop = i.c.exec(["systemctl", "stop", UNIT], timeout=TIMEOUT_STOP_SEC + 30,
@@ -106,13 +109,14 @@ def test_stop_exits_0_within_timeout_stop_sec(stopped: Stopped):
     print(f"systemctl stop took {s.took:.1f} s")
 
 
-def test_stop_finishes_the_job_that_fits(stopped: Stopped):
+def test_stop_finishes_the_jobs_that_fit(stopped: Stopped):
     s = stopped
     t = signal_at(s)
     done_after = [e for e in s.agent if field(e, "MESSAGE") == "job done" and mono(e) > t]
-    assert [field(e, "JOB_ID").split("/")[0] for e in done_after] == ["color=yellow"], \
+    assert [field(e, "JOB_ID").split("/")[0] for e in done_after] == ["color=yellow"] * 2, \
         messages(s.agent)
-    assert s.summaries[0]["done"] == s.before[2] + 1, (s.before, s.summaries[0])
+    assert s.before == ("leasing", 4, 0, 0), s.before
+    assert s.summaries[0]["done"] == 2, s.summaries[0]
 
 
 def test_released_jobs_are_taken_after_a_restart_and_reduce_is_exact(stopped: Stopped):

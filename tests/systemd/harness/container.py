@@ -331,6 +331,24 @@ class Container:
     def sh(self, script: str, **kw: object) -> Result:
         return self.exec(["/bin/sh", "-c", script], **kw)  # type: ignore[arg-type]
 
+    def processes(self) -> list[str]:
+        """The command lines of the container's processes (read from the host's /proc,
+        so the container needs no ps), arguments joined by spaces."""
+        assert self.pid is not None
+        ns = os.readlink(f"/proc/{self.pid}/ns/pid")
+        out = []
+        for p in Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            try:
+                if os.readlink(p / "ns/pid") != ns:
+                    continue
+                cmdline = (p / "cmdline").read_bytes()
+            except OSError:
+                continue
+            out.append(cmdline.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace"))
+        return out
+
     def path(self, inside: str) -> Path:
         """The host's way to a path in the container (through /proc/<pid>/root)."""
         assert self.pid is not None
