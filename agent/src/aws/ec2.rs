@@ -442,7 +442,7 @@ struct XmlPlacement {
 }
 
 /// Reads one DescribeInstances page.
-pub fn parse_describe_instances(xml: &str) -> Result<Page, String> {
+pub(crate) fn parse_describe_instances(xml: &str) -> Result<Page, String> {
     let doc: DescribeInstancesResponse = quick_xml::de::from_str(xml)
         .map_err(|e| format!("not a DescribeInstancesResponse: {e}"))?;
     let instances = doc

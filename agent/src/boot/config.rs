@@ -1,4 +1,4 @@
-//! The agent config, version 1 (DESIGN 5.4): parsing, validation, defaults.
+//! The agent config, version 1 (docs/config.md): parsing, validation, defaults.
 //!
 //! Only `queue`, `inputs` and `results` are required. Unknown keys are errors that name
 //! them. Every error names the field path and, where the document has one, the line.
@@ -78,7 +78,7 @@ pub struct Config {
     pub publish_tags: bool,
 }
 
-/// The default job lease (DESIGN 4).
+/// The default job lease (docs/architecture.md#defaults).
 pub const DEFAULT_LEASE_SECONDS: u64 = 300;
 
 /// The smallest `max_throughput_gbps` accepted.
@@ -87,9 +87,9 @@ pub const MIN_GBPS: f64 = 0.1;
 pub const MAX_GBPS: f64 = 3200.0;
 
 impl Config {
-    /// The config as JSON, every key present (DESIGN 5.4). `sized` fills in the jobs in
-    /// flight when the config leaves `concurrency` out (the agent sizes itself from the
-    /// instance: `instance/sizing.rs`); without it the default reads `"auto"`.
+    /// The config as JSON, every key present (docs/config.md). `sized` fills in the
+    /// jobs in flight when the config leaves `concurrency` out (the agent sizes itself
+    /// from the instance: `instance/sizing.rs`); without it the default reads `"auto"`.
     pub fn to_json(&self, sized: Option<usize>) -> Value {
         let concurrency = match (self.concurrency, sized) {
             (Some(c), _) => json!(c),
@@ -290,7 +290,7 @@ impl Validator<'_> {
             DEFAULT_LEASE_SECONDS as i64,
         )?;
         for (k, v) in &raw.tags {
-            tags::check(k, v).map_err(|m| self.err(&format!("tags.{k}"), m))?;
+            tags::check(k, v).map_err(|m| self.err(&format!("tags.{k}"), m.0))?;
         }
         if raw.tags.len() > tags::MAX_TAGS {
             return Err(self.err(
@@ -367,23 +367,10 @@ impl Validator<'_> {
     }
 }
 
+/// The agent's own check (`queue::open` parses the URL the same way), so a config that
+/// passes here is never refused at start for its queue URL.
 fn check_queue(q: &str) -> Result<(), String> {
-    let url = url::Url::parse(q)
-        .map_err(|e| format!("expected an SQS queue URL or sqlite:///path, got {q:?} ({e})"))?;
-    match url.scheme() {
-        "sqlite" => {
-            if url.path().len() <= 1 || url.host_str().is_some_and(|h| !h.is_empty()) {
-                return Err(format!(
-                    "expected sqlite:///absolute/path.db (three slashes), got {q:?}"
-                ));
-            }
-            Ok(())
-        }
-        "http" | "https" if url.host_str().is_some() => Ok(()),
-        _ => Err(format!(
-            "expected an SQS queue URL (https://…) or sqlite:///path, got {q:?}"
-        )),
-    }
+    crate::queue::open::check_url(q).map_err(|e| e.to_string())
 }
 
 fn check_location(loc: &str, schemes: &[&str]) -> Result<(), String> {
@@ -541,6 +528,15 @@ mod tests {
         let text = format!("{MIN}spot:\n  on_rebalance: drain\n  poll_seconds: 0\n");
         let e = parse(&doc(&text, Format::Yaml)).unwrap_err();
         assert_eq!((e.path.as_str(), e.line), ("spot.poll_seconds", Some(6)));
+    }
+
+    #[test]
+    fn queue_urls_the_agent_refuses_are_refused() {
+        for q in crate::queue::open::tests::REFUSED {
+            let text = MIN.replace("sqlite:///var/lib/rangefleet/queue.db", q);
+            let e = parse(&doc(&text, Format::Yaml)).unwrap_err();
+            assert_eq!(e.path, "queue", "{q}: {e}");
+        }
     }
 
     #[test]

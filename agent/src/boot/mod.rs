@@ -1,6 +1,6 @@
 //! The boot path: who this instance is and what it is to do, from IMDS alone.
 //!
-//! One token, a handful of GETs in parallel, zero EC2 API calls (DESIGN 1).
+//! One token, a handful of GETs in parallel, zero EC2 API calls (docs/architecture.md).
 
 use std::collections::BTreeMap;
 
@@ -59,11 +59,11 @@ pub enum BootError {
     Config(#[from] ConfigError),
     /// Tags that break AWS's rules once expanded.
     #[error("invalid tags: {0}")]
-    Tags(String),
+    Tags(tags::TagError),
 }
 
 impl BootError {
-    /// The documented exit code (DESIGN 5.6): 75 when IMDS could not be reached in
+    /// The documented exit code (docs/cli.md): 75 when IMDS could not be reached in
     /// time (systemd restarts the unit), 2 for bad user-data, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -161,7 +161,7 @@ fn region_of(az: &str) -> String {
     }
 }
 
-/// The JSON that `identity` and `userdata check` print (DESIGN 5.4). `sized` is the
+/// The JSON that `identity` and `userdata check` print (docs/config.md). `sized` is the
 /// jobs in flight the agent would choose when the config sets no `concurrency`.
 pub fn report(
     identity: Option<&Identity>,

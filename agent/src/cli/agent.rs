@@ -12,6 +12,7 @@ use super::BootArgs;
 /// `rangefleet agent`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Where identity and user-data come from (shared with the other boot commands).
     #[command(flatten)]
     pub boot: BootArgs,
     /// Read the config from FILE instead of user-data (same formats).

@@ -12,8 +12,9 @@ pub struct Args {
     /// The queue: sqlite:///path/queue.db or an SQS queue URL.
     #[arg(long)]
     pub queue: String,
-    /// The results prefix the plan wrote `_plan.json` to: show the plan's progress.
-    #[arg(long)]
+    /// The results prefix the plan wrote `_plan.json` to: show the plan's progress
+    /// (a URL, or a local folder).
+    #[arg(long, value_parser = super::location)]
     pub results: Option<String>,
     /// List the fleet's instances carrying this tag, K=V (repeatable: all must match).
     #[arg(long = "fleet-tag", value_parser = parse_tag)]
@@ -55,7 +56,7 @@ pub async fn run(args: Args) -> i32 {
             Ok(rows) => Some(rows),
             Err(e) => {
                 eprintln!("error: {e}");
-                return exit::FAILURE;
+                return e.exit_code();
             }
         }
     };
@@ -69,7 +70,7 @@ pub async fn run(args: Args) -> i32 {
                 Ok(p) => Some(p),
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return exit::FAILURE;
+                    return e.exit_code();
                 }
             }
         }

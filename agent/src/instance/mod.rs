@@ -69,10 +69,17 @@ impl Deps {
     ) -> Result<Deps, InstanceError> {
         let queue = queue::open(&config.queue, Some(region))
             .await
-            .map_err(|e| InstanceError::Config(format!("queue {}: {e}", config.queue)))?;
-        let results = Store::open(&config.results)
-            .await
-            .map_err(|e| InstanceError::Config(format!("results {}: {e}", config.results)))?;
+            .map_err(|source| InstanceError::Queue {
+                url: config.queue.clone(),
+                source,
+            })?;
+        let results =
+            Store::open(&config.results)
+                .await
+                .map_err(|source| InstanceError::Results {
+                    url: config.results.clone(),
+                    source,
+                })?;
         Ok(Deps {
             queue,
             results,
@@ -100,21 +107,36 @@ pub struct Booted {
 /// Why the instance could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
-    /// The config points at something unusable (exit 2).
-    #[error("{0}")]
-    Config(String),
-    /// Something failed at run time (exit 1).
-    #[error("{0}")]
-    Runtime(String),
+    /// The queue the config names cannot be opened.
+    #[error("queue {url}: {source}")]
+    Queue {
+        /// The queue URL.
+        url: String,
+        /// Why.
+        source: crate::queue::QueueError,
+    },
+    /// The results store the config names cannot be opened.
+    #[error("results {url}: {source}")]
+    Results {
+        /// The results URL.
+        url: String,
+        /// Why.
+        source: crate::store::StoreError,
+    },
+    /// An `inputs` entry is not an allowed prefix.
+    #[error(transparent)]
+    Inputs(#[from] crate::contract::allow::UrlError),
 }
 
 impl InstanceError {
-    /// The exit code the binary ends with (docs/cli.md).
+    /// The class of the failure: the config's fault ([`ErrorClass::Usage`]).
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Usage
+    }
+
+    /// The exit code the binary ends with (docs/cli.md): 2, the config is wrong.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            InstanceError::Config(_) => crate::exit::USAGE,
-            InstanceError::Runtime(_) => crate::exit::FAILURE,
-        }
+        self.class().exit_code()
     }
 }
 
@@ -200,17 +222,11 @@ pub async fn run(
     if let Some(p) = publishing {
         p.abort();
     }
-    let outcome = result.map_err(InstanceError::Config)?;
+    let outcome = result.map_err(InstanceError::Inputs)?;
     let mut summary = worker::summary(&booted.identity, &booted.tags, &outcome);
-    if let serde_json::Value::Object(m) = &mut summary {
-        m.insert(
-            "throughput".into(),
-            serde_json::json!({"sizing": sizing, "window": outcome.window}),
-        );
-    }
+    summary.throughput = Some(sizing.summary(&outcome.window));
     let key = crate::contract::summary::summary_key(&booted.identity.instance_id);
-    let body = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
-    if let Err(e) = deps.results.put(&key, body.into()).await {
+    if let Err(e) = deps.results.put(&key, summary.to_bytes().into()).await {
         tracing::error!(event = "summary_write_failed", error = %e, "failed to write the instance summary");
     }
     tracing::info!(

@@ -1,4 +1,4 @@
-//! Opt-in per-instance tag publishing (DESIGN 1, `publish_tags: true`).
+//! Opt-in per-instance tag publishing (docs/architecture.md, `publish_tags: true`).
 //!
 //! EC2 throttles CreateTags per account (a bucket of 100, refilled at 10 a second), so a
 //! thousand instances booting together must not call it at once. Each agent calls it
@@ -16,7 +16,7 @@ use crate::aws::ec2::Ec2;
 use crate::backoff::FullJitter;
 use crate::boot::Identity;
 
-/// Longest spread of the first call (DESIGN 1): 1,000 instances over 30 s is about 33
+/// Longest spread of the first call (docs/architecture.md): 1,000 instances over 30 s is about 33
 /// calls a second against a refill of 10, which the backoff then absorbs.
 pub const DEFAULT_JITTER: Duration = Duration::from_secs(30);
 /// Give up this long after the first attempt.
@@ -204,12 +204,14 @@ impl TagPublisher for Ec2Publisher {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 /// A publisher that records what it was asked to publish, for in-process tests.
 #[derive(Debug, Default)]
 pub struct RecordingPublisher {
     calls: std::sync::Mutex<Vec<Vec<(String, String)>>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl RecordingPublisher {
     /// The tags of each call, as [`publishable`] expanded them.
     pub fn calls(&self) -> Vec<Vec<(String, String)>> {
@@ -217,6 +219,7 @@ impl RecordingPublisher {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 #[async_trait::async_trait]
 impl TagPublisher for RecordingPublisher {
     async fn publish(&self, identity: Identity, config_tags: BTreeMap<String, String>) {

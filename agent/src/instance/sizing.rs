@@ -38,6 +38,8 @@ use serde::Serialize;
 
 use crate::boot::config::Config;
 use crate::boot::Identity;
+use crate::contract::summary::{Throughput, WindowSummary};
+use crate::instance::fetch::WindowStats;
 
 /// The target for an instance type not in the table (or no IMDS): 10 Gbit/s.
 pub const DEFAULT_GBPS: f64 = 10.0;
@@ -117,6 +119,25 @@ pub struct Sizing {
 }
 
 impl Sizing {
+    /// The summary's `throughput`: this sizing and what the window did.
+    pub fn summary(&self, window: &WindowStats) -> Throughput {
+        Throughput {
+            throughput_gbps: self.throughput_gbps,
+            source: self.source.as_str().to_string(),
+            gets_in_flight: self.gets_in_flight as u64,
+            jobs_in_flight: self.jobs_in_flight as u64,
+            cpu_slots: self.cpu_slots as u64,
+            part_size: self.part_size,
+            window: WindowSummary {
+                gets: window.gets as u64,
+                peak_gets_in_flight: window.peak_gets_in_flight as u64,
+                narrowed: window.narrowed,
+                throttled: window.throttled,
+                splits: window.splits,
+            },
+        }
+    }
+
     /// The width for `config` on the instance `identity`, with this machine's CPUs.
     pub fn for_instance(config: &Config, identity: &Identity) -> Sizing {
         Sizing::decide(

@@ -1,4 +1,4 @@
-//! How a run is going, for the operator (`rangefleet status`, DESIGN 5.6).
+//! How a run is going, for the operator (`rangefleet status`, docs/cli.md).
 //!
 //! Three independent views, each asked only when `cli::status` has its flag: the queue's counts
 //! (`Queue::stats`, SQS or SQLite), the fleet's instances by tag (EC2
@@ -12,8 +12,11 @@ use serde::Serialize;
 #[cfg(test)]
 use serde_json::json;
 
-use crate::operator::plan::MANIFEST;
-use crate::store::Store;
+use crate::aws::ec2::{Ec2, Ec2Error};
+use crate::contract::manifest::MANIFEST;
+use crate::error::ErrorClass;
+use crate::operator::plan::ManifestError;
+use crate::store::{Store, StoreError};
 
 /// One instance of the fleet, as DescribeInstances reports it.
 pub use crate::aws::ec2::Instance as InstanceRow;
@@ -29,29 +32,64 @@ pub struct Progress {
     pub unexpected: u64,
 }
 
+/// Why a view of `status` could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// EC2 DescribeInstances failed.
+    #[error("failed to describe the fleet's instances: {0}")]
+    Fleet(#[from] Ec2Error),
+    /// The manifest could not be read.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Nothing was planned under the results prefix.
+    #[error("no {MANIFEST} under {url}: nothing planned there yet")]
+    NoPlan {
+        /// The results prefix.
+        url: String,
+    },
+    /// Listing the results failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StatusError {
+    /// [`ErrorClass::Usage`] when nothing is planned or the manifest is not one,
+    /// [`ErrorClass::Environment`] when EC2 refused, the store's class otherwise.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StatusError::Fleet(_) => ErrorClass::Environment,
+            StatusError::Manifest(e) => e.class(),
+            StatusError::NoPlan { .. } => ErrorClass::Usage,
+            StatusError::Store(e) => e.class(),
+        }
+    }
+
+    /// `rangefleet status`'s exit code: always 1, as it has always been.
+    pub fn exit_code(&self) -> i32 {
+        crate::exit::FAILURE
+    }
+}
+
 /// Lists the instances carrying every tag of `tags`, all pages, sorted by id.
-pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRow>, String> {
-    let fail =
-        |e: crate::aws::ec2::Ec2Error| format!("failed to describe the fleet's instances: {e}");
-    let client = crate::aws::ec2::Ec2::from_env(None).await.map_err(fail)?;
-    client.describe_instances(tags).await.map_err(fail)
+pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRow>, StatusError> {
+    let client = Ec2::from_env(None).await?;
+    Ok(client.describe_instances(tags).await?)
 }
 
 /// Planned jobs (from `_plan.json`) against result documents under `results`.
-pub async fn progress(results: &Store) -> Result<Progress, String> {
+pub async fn progress(results: &Store) -> Result<Progress, StatusError> {
     let manifest = match crate::operator::plan::read_manifest(results).await? {
         Some(m) => m,
         None => {
-            return Err(format!(
-                "no {MANIFEST} under {}: nothing planned there yet",
-                results.url()
-            ))
+            return Err(StatusError::NoPlan {
+                url: results.url().to_string(),
+            })
         }
     };
     let planned: BTreeSet<&str> = manifest.jobs.iter().map(String::as_str).collect();
     let mut done = 0;
     let mut unexpected = 0;
-    for obj in results.list().await.map_err(|e| e.to_string())? {
+    for obj in results.list().await? {
         let Some(id) = crate::contract::job::job_id_of_result(&obj.key) else {
             continue;
         };

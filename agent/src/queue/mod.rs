@@ -1,8 +1,9 @@
-//! Queues: lease, extend, ack, release, dead-letter (DESIGN 2).
+//! Queues: lease, extend, ack, release, dead-letter (docs/architecture.md).
 //!
 //! One seam, two real implementations: SQS for fleets (`https://sqs…` or any http(s)
 //! URL) and SQLite for one machine (`sqlite:///path/to/queue.db`).
 
+use crate::error::ErrorClass;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +15,7 @@ pub struct Lease {
     pub message_id: String,
     /// What identifies this delivery (an SQS receipt handle, a SQLite lease token).
     pub handle: String,
-    /// The message body, unchanged (a DESIGN 5.2 job, or anything a producer sent).
+    /// The message body, unchanged (a docs/formats.md job, or anything a producer sent).
     pub body: String,
     /// How many times the message has been received, this delivery included (1 = first).
     pub receive_count: u32,
@@ -31,7 +32,7 @@ pub struct QueueStats {
     pub dead: u64,
 }
 
-/// What went wrong talking to a queue, classed as DESIGN 4 says.
+/// What went wrong talking to a queue, classed as docs/architecture.md#defaults says.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// Worth retrying with backoff: 5xx, timeouts, a busy database.
@@ -47,6 +48,19 @@ pub enum QueueError {
     /// The queue URL itself is unusable.
     #[error("{0}")]
     BadUrl(String),
+}
+
+impl QueueError {
+    /// `Retryable` and `LeaseLost` (another attempt follows) are
+    /// [`ErrorClass::Retryable`], `Fault` [`ErrorClass::Environment`], `BadUrl`
+    /// [`ErrorClass::Usage`].
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            QueueError::Retryable(_) | QueueError::LeaseLost(_) => ErrorClass::Retryable,
+            QueueError::Fault(_) => ErrorClass::Environment,
+            QueueError::BadUrl(_) => ErrorClass::Usage,
+        }
+    }
 }
 
 /// The queue seam. Implementations: `sqlite::SqliteQueue`, `sqs::SqsQueue`, `fake::FakeQueue`.
@@ -73,6 +87,7 @@ pub trait Queue: Send + Sync {
     async fn stats(&self) -> Result<QueueStats, QueueError>;
 }
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod open;
 pub mod sqlite;
