@@ -171,8 +171,39 @@ def _expect_json(s: Scene, recipe: str) -> None:
     assert set(AGENT_IDS) <= ids, ids
 
 
+def _expect_identifier_warnings(s: Scene, recipe: str) -> None:
+    out = s.run(recipe)
+    assert "job dead-lettered" in out, out
+    entries = s.run_json(recipe)
+    assert entries, out
+    for e in entries:
+        assert field(e, "SYSLOG_IDENTIFIER") == "rangefleet-agent", e
+        assert int(field(e, "PRIORITY")) <= 4, e
+
+
+def _expect_event(s: Scene, recipe: str) -> None:
+    entries = s.run_json(recipe)
+    assert entries, f"`{recipe}` found nothing"
+    assert all(field(e, "EVENT") == "job_dead_lettered" for e in entries), entries
+    assert all(field(e, "MESSAGE_ID") == JOB_FAILED for e in entries), entries
+
+
+def _expect_explained(s: Scene, recipe: str) -> None:
+    out = s.run(f"{recipe} -u rangefleet-agent -b")
+    assert "Defined-By: rangefleet" in out, f"no catalog text in `{recipe}`:\n{out[:3000]}"
+
+
+def _expect_catalog_rebuilt(s: Scene, recipe: str) -> None:
+    s.run(recipe)  # fails the drill on a non-zero exit
+    out = s.run(f"journalctl --list-catalog {JOB_FAILED}")
+    assert "rangefleet" in out, out
+
+
 # Each documented recipe and what it must find. Keyed by a piece of the recipe.
 EXPECTATIONS = [
+    ("journalctl -t rangefleet-agent -p warning", _expect_identifier_warnings),
+    ("EVENT=job_dead_lettered", _expect_event),
+    ("journalctl --update-catalog", _expect_catalog_rebuilt),
     (f"MESSAGE_ID={JOB_FAILED}", _expect_dead_letters),
     (f"MESSAGE_ID={INTERRUPTION}", _expect_notices),
     (f"JOB_ID='{JOB}'", _expect_job),
@@ -180,6 +211,7 @@ EXPECTATIONS = [
     ("-o json | jq", _expect_message_id_tsv),
     ("journalctl -u rangefleet-agent -b", _expect_boot_story),
     ("journalctl -u rangefleet-agent -o json", _expect_json),
+    ("journalctl -x", _expect_explained),
 ]
 
 
