@@ -97,10 +97,16 @@ impl LogLevel {
 /// to stderr as text, after one warning saying why.
 pub fn init(format: LogFormat, level: LogLevel) {
     let filter = || {
-        let mut f =
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.directive()));
+        let spec = std::env::var("RUST_LOG")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| level.directive().to_string());
+        let mut f = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
+        // A cap, not a setting: the secret-bearing crates log at the global level, never
+        // above debug, whatever a directive of their own asked.
+        let cap = secret_cap(&spec);
         for krate in SECRET_BEARING {
-            if let Ok(d) = format!("{krate}=debug").parse() {
+            if let Ok(d) = format!("{krate}={cap}").parse() {
                 f = f.add_directive(d);
             }
         }
@@ -189,6 +195,20 @@ fn stderr_is_journal() -> bool {
 fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
     let (dev, ino) = value.split_once(':')?;
     Some((dev.parse().ok()?, ino.parse().ok()?))
+}
+
+/// The level the secret-bearing crates get under the filter `spec`: its global level
+/// (the last directive without a target; `error` when there is none, as in `EnvFilter`),
+/// and never more than `debug`.
+fn secret_cap(spec: &str) -> &'static str {
+    const ORDER: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let global = spec
+        .split(',')
+        .map(|d| d.trim().to_ascii_lowercase())
+        .rfind(|d| !d.contains('=') && !d.contains('[') && ORDER.contains(&d.as_str()))
+        .unwrap_or_else(|| "error".to_string());
+    let rank = ORDER.iter().position(|l| *l == global).unwrap_or(1);
+    ORDER[rank.min(4)]
 }
 
 /// A writer that passes each formatted line through [`sanitise`].
@@ -291,6 +311,17 @@ mod tests {
         for bad in ["", ":", "8", "8:", ":1", "a:1", "1:b", "1:2:3", "-1:2"] {
             assert_eq!(parse_journal_stream(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn secret_bearing_crates_follow_the_global_level_up_to_debug() {
+        assert_eq!(secret_cap("info"), "info");
+        assert_eq!(secret_cap("warn,rangefleet=trace"), "warn");
+        assert_eq!(secret_cap("trace"), "debug");
+        assert_eq!(secret_cap("info,hyper=trace"), "info");
+        assert_eq!(secret_cap("rangefleet=debug"), "error");
+        assert_eq!(secret_cap("debug"), "debug");
+        assert_eq!(secret_cap("TRACE"), "debug");
     }
 
     #[test]

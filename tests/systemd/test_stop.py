@@ -146,11 +146,6 @@ def test_stop_releases_at_once_the_jobs_that_cannot_finish(stopped: Stopped):
     assert late < 5_000_000, f"released {late / 1e6:.1f} s after SIGTERM"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "exec children: a released job's command is killed (kill_on_drop) but not its process "
-    "group, so what it started (here `sleep`) outlives the agent and is SIGKILLed by "
-    "systemd (KillMode=mixed) when the agent exits; the unit says the agent stops its "
-    "exec children itself"))
 def test_the_agent_stops_its_exec_children_itself(stopped: Stopped):
     s = stopped
     kills = [field(e, "MESSAGE") for e in s.systemd if "Killing process" in field(e, "MESSAGE")]

@@ -180,14 +180,25 @@ pub async fn run(
     };
     let control = Control::default();
     let stop_monitor = CancellationToken::new();
-    let signals = tokio::spawn(drain_on_signals(Box::pin(shutdown), control.clone()));
+    let signals = tokio::spawn(
+        drain_on_signals(Box::pin(shutdown), control.clone()).instrument(tracing::info_span!(
+            "agent",
+            instance_id = %booted.identity.instance_id
+        )),
+    );
+    // Every entry the agent logs carries INSTANCE_ID (a span field, upper-cased in
+    // journald): the worker's, the monitor's and the signal handler's.
+    let span = tracing::info_span!("agent", instance_id = %booted.identity.instance_id);
     let monitor = deps.notices.clone().map(|notices| {
-        tokio::spawn(monitor::run(
-            notices,
-            config.spot.clone(),
-            control.clone(),
-            stop_monitor.clone(),
-        ))
+        tokio::spawn(
+            monitor::run(
+                notices,
+                config.spot.clone(),
+                control.clone(),
+                stop_monitor.clone(),
+            )
+            .instrument(span.clone()),
+        )
     });
     let publishing = config.publish_tags.then(|| {
         let publisher = deps.publisher.clone();
@@ -209,8 +220,6 @@ pub async fn run(
         "agent ready"
     );
     deps.notifier.ready();
-    // Every entry the agent logs carries INSTANCE_ID (a span field, upper-cased in journald).
-    let span = tracing::info_span!("agent", instance_id = %booted.identity.instance_id);
     let result = worker::run(worker_deps, settings, control)
         .instrument(span)
         .await;
@@ -232,6 +241,7 @@ pub async fn run(
     tracing::info!(
         event = "agent_stopped",
         MESSAGE_ID = events::DRAINED,
+        INSTANCE_ID = %booted.identity.instance_id,
         done = outcome
             .counters
             .done

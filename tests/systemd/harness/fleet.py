@@ -40,7 +40,7 @@ STATUS_RE = re.compile(r"^(leasing|draining); (\d+) running, (\d+) done, (\d+) f
 
 
 def config_yaml(concurrency: int = 2, lease_seconds: int = 300, extra: str = "") -> str:
-    """An agent.yaml (DESIGN 5.4) for the drill's queue, data and results."""
+    """An agent.yaml (docs/config.md) for the drill's queue, data and results."""
     return (
         f"queue: {QUEUE}\n"
         f"inputs:\n  - file://{DATA}/\n"

@@ -16,6 +16,8 @@ the drill's SQLite queue and file:// store live.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 from dataclasses import dataclass
@@ -33,9 +35,8 @@ UNIT_NAME = "rangefleet-agent.service"
 DROPIN = "/etc/systemd/system/rangefleet-agent.service.d/50-rangefleet-harness.conf"
 SHARED = "/srv/rangefleet"
 
-# The module's install_argv (terraform/modules/userdata/main.tf); checked below.
+# Where the module's install_argv puts the binary (terraform/modules/userdata/main.tf).
 DEST = "/usr/local/bin/rangefleet"
-UNIT_SRC = "/usr/local/share/rangefleet/rangefleet-agent.service"
 
 
 class TemplateDrift(AssertionError):
@@ -49,26 +50,64 @@ def tf_indent(spaces: int, text: str) -> str:
     return "\n".join([lines[0]] + [pad + line if line else line for line in lines[1:]])
 
 
+# The files the module hands the template (terraform/modules/userdata/main.tf), by the
+# template variable that carries each.
+FILES = {
+    "unit": UNIT,
+    "failed_unit": REPO / "agent/systemd/rangefleet-agent-failed.service",
+    "install_script": INSTALL_SCRIPT,
+    "catalog": REPO / "agent/systemd/rangefleet.catalog",
+}
+
+
 def install_argv(url: str, sha256: str) -> list[str]:
+    """The module's install_argv, read from the module: the fixed arguments it passes
+    (every `"--flag", "/path"` pair after `--sha256`), with this run's URL and sha256."""
     module = USERDATA_MODULE.read_text()
-    for pair in (f'"--dest", "{DEST}"', f'"--unit-src", "{UNIT_SRC}"',
-                 '"/usr/local/sbin/rangefleet-install"'):
-        if pair not in module:
-            raise TemplateDrift(f"{USERDATA_MODULE} no longer has {pair}; update the harness")
-    return ["/usr/local/sbin/rangefleet-install", "--url", url, "--sha256", sha256,
-            "--dest", DEST, "--unit-src", UNIT_SRC]
+    m = re.search(r"install_argv = \[(.*?)\]", module, re.S)
+    if not m:
+        raise TemplateDrift(f"{USERDATA_MODULE} has no install_argv list; update the harness")
+    body = m.group(1)
+    if '"/usr/local/sbin/rangefleet-install"' not in body or f'"--dest", "{DEST}"' not in body:
+        raise TemplateDrift(f"{USERDATA_MODULE}'s install_argv changed: {body}")
+    fixed = re.findall(r'"(--[a-z-]+)",\s*"(/[^"]+)"', body)
+    argv = ["/usr/local/sbin/rangefleet-install", "--url", url, "--sha256", sha256]
+    for flag, value in fixed:
+        argv += [flag, value]
+    return argv
+
+
+def module_vars() -> set[str]:
+    """The variables the module passes to templatefile()."""
+    module = USERDATA_MODULE.read_text()
+    m = re.search(r"templatefile\([^{]*\{(.*?)\n\s*\}\)", module, re.S)
+    if not m:
+        raise TemplateDrift(f"{USERDATA_MODULE} has no templatefile() call; update the harness")
+    return set(re.findall(r"^\s*(\w+)\s*=", m.group(1), re.M))
+
+
+def file_text(variable: str, agent_config: str) -> str:
+    if variable == "agent_config":
+        return agent_config
+    if variable not in FILES:
+        raise TemplateDrift(f"the template uses {variable}, which the harness does not know")
+    return FILES[variable].read_text()
 
 
 def render(agent_config: str, url: str, sha256: str) -> str:
     """The user-data the module would render for `agent_config` (YAML text)."""
     text = TEMPLATE.read_text()
-    values = {
-        "${indent(6, agent_config)}": tf_indent(6, agent_config.rstrip("\n")),
-        "${indent(6, unit)}": tf_indent(6, UNIT.read_text()),
-        "${indent(6, install_script)}": tf_indent(6, INSTALL_SCRIPT.read_text()),
-        "${jsonencode(install_argv)}": json.dumps(install_argv(url, sha256),
-                                                  separators=(",", ":")),
-    }
+    values = {"${jsonencode(install_argv)}": json.dumps(install_argv(url, sha256),
+                                                        separators=(",", ":"))}
+    for w in write_files():
+        if w.encoding == "gz+b64":
+            raw = file_text(w.variable.removesuffix("_base64gzip"), agent_config)
+            values[f"${{{w.variable}}}"] = base64.b64encode(
+                gzip.compress(raw.encode(), mtime=0)).decode()
+        else:
+            values[f"${{indent(6, {w.variable})}}"] = tf_indent(
+                6, file_text(w.variable, agent_config).rstrip("\n")
+                if w.variable == "agent_config" else file_text(w.variable, agent_config))
     unknown = set(re.findall(r"\$\{[^}]*\}|%\{[^}]*\}", text)) - set(values)
     if unknown:
         raise TemplateDrift(f"{TEMPLATE} has template expressions the harness does not "
@@ -87,19 +126,34 @@ class WriteFile:
     owner: str
     permissions: int
     variable: str
+    encoding: str
 
 
 def write_files() -> list[WriteFile]:
     """The template's write_files entries, read from the template itself."""
     text = TEMPLATE.read_text()
     entries = re.findall(
-        r'- path: (\S+)\n\s+owner: (\S+)\n\s+permissions: "(\d+)"\n\s+content: \|\n'
-        r"\s+\$\{indent\(6, (\w+)\)\}",
+        r'- path: (\S+)\n\s+owner: (\S+)\n\s+permissions: "(\d+)"\n'
+        r"(?:\s+encoding: (\S+)\n)?"
+        r"\s+content: (?:\|\n\s+\$\{indent\(6, (\w+)\)\}|\$\{(\w+)\})",
         text,
     )
-    found = [WriteFile(p, o, int(m, 8), v) for p, o, m, v in entries]
-    if {w.variable for w in found} != {"agent_config", "unit", "install_script"}:
-        raise TemplateDrift(f"{TEMPLATE}'s write_files changed: {found}")
+    found = [WriteFile(p, o, int(m, 8), a or b, enc or "")
+             for p, o, m, enc, a, b in entries]
+    n_entries = len(re.findall(r"^  - path: ", text, re.M))
+    if len(found) != n_entries:
+        raise TemplateDrift(f"{TEMPLATE}'s write_files has {n_entries} entries, the harness "
+                            f"read {len(found)}: {found}")
+    for w in found:
+        if w.encoding not in ("", "gz+b64"):
+            raise TemplateDrift(f"{w.path}: encoding {w.encoding} is not rendered by the harness")
+        base = w.variable.removesuffix("_base64gzip")
+        if base != "agent_config" and base not in FILES:
+            raise TemplateDrift(f"{w.path} carries {w.variable}, unknown to the harness")
+    used = {w.variable for w in found} | {"install_argv"}
+    if used != module_vars():
+        raise TemplateDrift(f"the module passes {sorted(module_vars())}, the template's "
+                            f"write_files and runcmd use {sorted(used)}")
     if "runcmd:\n  - ${jsonencode(install_argv)}" not in text:
         raise TemplateDrift(f"{TEMPLATE}'s runcmd changed")
     return found
@@ -118,15 +172,11 @@ def install(c: Container, agent_config: str, url: str, sha256: str, imds_url: st
             start: bool = True, timeout: float = 120) -> str:
     """Carries out the rendered cloud-config's write_files and runcmd in `c`.
     Returns the install script's stderr (what cloud-init-output.log would hold)."""
-    contents = {
-        "agent_config": agent_config,
-        "unit": UNIT.read_text(),
-        "install_script": INSTALL_SCRIPT.read_text(),
-    }
     for w in write_files():
         if w.owner != "root:root":
             raise TemplateDrift(f"{w.path} is owned by {w.owner}; the harness writes as root")
-        c.write(w.path, contents[w.variable], w.permissions)
+        c.write(w.path, file_text(w.variable.removesuffix("_base64gzip"), agent_config),
+                w.permissions)
     c.write(DROPIN, dropin(imds_url))
     argv = install_argv(url, sha256)
     if not start:
