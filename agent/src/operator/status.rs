@@ -29,12 +29,51 @@ pub struct Progress {
     pub unexpected: u64,
 }
 
-/// Lists the instances carrying every tag of `tags`, all pages, sorted by id.
+/// Lists the instances carrying every tag of `tags`, all pages, sorted by id
+/// (aws-sdk-ec2, standard retries: 3 attempts per page).
 pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRow>, String> {
-    let fail =
-        |e: crate::aws::ec2::Ec2Error| format!("failed to describe the fleet's instances: {e}");
-    let client = crate::aws::ec2::Ec2::from_env(None).await.map_err(fail)?;
-    client.describe_instances(tags).await.map_err(fail)
+    let retry = crate::aws::standard_retry(
+        3,
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(5),
+    );
+    let client = crate::aws::ec2::Ec2::from_env(None, retry).await;
+    client.describe_instances(tags).await.map_err(|e| {
+        format!("failed to describe the fleet's instances: {e} (check the credentials, AWS_REGION, and ec2:DescribeInstances on the caller's policy)")
+    })
+}
+
+/// An instance whose agent gave up, from the `failure` of its summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedInstance {
+    /// `i-…`.
+    pub instance_id: String,
+    /// `config`, `crash-loop`, `install`, …
+    pub kind: String,
+    /// Why, as the agent wrote it.
+    pub reason: String,
+    /// When (RFC 3339), when the summary says.
+    pub at: Option<String>,
+}
+
+/// The instances under `results` whose summary (`_instances/<id>.json`) has a
+/// `failure`, in instance id order.
+pub async fn failed_instances(results: &Store) -> Result<Vec<FailedInstance>, String> {
+    let summaries = crate::operator::reduce::instance_summaries(results).await?;
+    let mut out: Vec<FailedInstance> = summaries.iter().filter_map(failed).collect();
+    out.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    Ok(out)
+}
+
+fn failed(summary: &serde_json::Value) -> Option<FailedInstance> {
+    let f = summary.get("failure")?.as_object()?;
+    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
+    Some(FailedInstance {
+        instance_id: text(summary.get("instance_id")).unwrap_or_else(|| "?".into()),
+        kind: text(f.get("kind")).unwrap_or_default(),
+        reason: text(f.get("reason")).unwrap_or_default(),
+        at: text(f.get("at")),
+    })
 }
 
 /// Planned jobs (from `_plan.json`) against result documents under `results`.
@@ -73,6 +112,49 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn failed_instances_are_the_summaries_with_a_failure() {
+        let store = Store::memory();
+        let docs = [
+            ("i-2", json!({"v": 1, "instance_id": "i-2", "done": 10})),
+            (
+                "i-3",
+                json!({"v": 1, "instance_id": "i-3", "failure":
+                {"kind": "crash-loop", "reason": "rangefleet-agent.service failed"}}),
+            ),
+            (
+                "i-1",
+                json!({"v": 1, "instance_id": "i-1", "failure":
+                {"kind": "config", "reason": "invalid config: queue: bad", "at": "2026-01-01T00:00:00Z"}}),
+            ),
+        ];
+        for (id, doc) in docs {
+            let key = crate::contract::summary::summary_key(id);
+            store
+                .put(&key, serde_json::to_vec(&doc).unwrap().into())
+                .await
+                .unwrap();
+        }
+        let got = failed_instances(&store).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                FailedInstance {
+                    instance_id: "i-1".into(),
+                    kind: "config".into(),
+                    reason: "invalid config: queue: bad".into(),
+                    at: Some("2026-01-01T00:00:00Z".into()),
+                },
+                FailedInstance {
+                    instance_id: "i-3".into(),
+                    kind: "crash-loop".into(),
+                    reason: "rangefleet-agent.service failed".into(),
+                    at: None,
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn progress_counts_planned_results_only() {
         let store = Store::memory();
         let manifest = json!({"v": 1, "source": "file:///d/", "processor": "count",
@@ -91,6 +173,7 @@ mod tests {
             .await
             .unwrap();
         let p = progress(&store).await.unwrap();
+        assert!(failed_instances(&store).await.unwrap().is_empty());
         assert_eq!(
             p,
             Progress {
