@@ -4,19 +4,25 @@
 #
 # cloud-init writes this file to /usr/local/sbin/rangefleet-install and runs it
 # from runcmd. It fails closed: on any download or checksum failure nothing is
-# installed and the reason goes to stderr (cloud-init-output.log) and the
-# journal.
+# installed and the reason goes to stderr (cloud-init-output.log, also on the
+# serial console: `aws ec2 get-console-output`) and the journal. An instance
+# whose install failed cannot work, so it then powers off (the launch template
+# makes that a termination; the group replaces it), unless --no-start.
 #
 # usage: rangefleet-install --url URL --sha256 HEX [--dest PATH]
 #            [--unit-src FILE] [--unit-dir DIR] [--attempts N] [--no-start]
 #
 #   --url       https://... (curl) or s3://bucket/key (aws CLI, instance role).
 #               http:// is accepted too: the sha256 pins the bytes either way.
-#   --no-start  install files only; skip daemon-reload and enable --now
-#               (also RANGEFLEET_INSTALL_NO_START=1). Used by tests.
+#   --no-start  install files only; skip daemon-reload and enable --now, and
+#               never power off (also RANGEFLEET_INSTALL_NO_START=1). Used by tests.
+#
+# The agent's OnFailure= unit, rangefleet-agent-failed.service, is installed
+# from the folder of --unit-src too.
 #
 # Environment: RANGEFLEET_INSTALL_BACKOFF_BASE (seconds, default 2) and
-# RANGEFLEET_INSTALL_BACKOFF_MAX (default 30) shape the retry delays.
+# RANGEFLEET_INSTALL_BACKOFF_MAX (default 30) shape the retry delays;
+# RANGEFLEET_INSTALL_POWER_OFF replaces the power-off command (tests).
 set -euo pipefail
 
 prog=rangefleet-install
@@ -26,6 +32,8 @@ dest=/usr/local/bin/rangefleet
 unit_src=/usr/local/share/rangefleet/rangefleet-agent.service
 unit_dir=/etc/systemd/system
 unit_name=rangefleet-agent.service
+failed_unit_name=rangefleet-agent-failed.service
+power_off_cmd="${RANGEFLEET_INSTALL_POWER_OFF:-systemctl poweroff --no-block}"
 attempts=8
 no_start="${RANGEFLEET_INSTALL_NO_START:-0}"
 backoff_base="${RANGEFLEET_INSTALL_BACKOFF_BASE:-2}"
@@ -42,6 +50,12 @@ log() {
 
 die() {
 	log "error: $*"
+	if [ "$no_start" != 1 ]; then
+		log "powering off: this instance cannot run the agent (the group replaces it)"
+		# Word splitting wanted: the command and its arguments.
+		# shellcheck disable=SC2086
+		$power_off_cmd || log "power-off failed"
+	fi
 	exit 1
 }
 
@@ -92,6 +106,8 @@ fetch_once() {
 
 # Checked before downloading so a broken image installs nothing at all.
 [ -f "$unit_src" ] || die "unit file $unit_src not found; nothing installed"
+failed_unit_src="$(dirname -- "$unit_src")/$failed_unit_name"
+[ -f "$failed_unit_src" ] || die "unit file $failed_unit_src not found; nothing installed"
 
 dest_dir="$(dirname -- "$dest")"
 mkdir -p -- "$dest_dir"
@@ -128,8 +144,9 @@ trap - EXIT
 log "installed $dest (sha256 $actual, $(wc -c <"$dest") bytes) from $url"
 
 mkdir -p -- "$unit_dir"
+install -m 0644 -- "$failed_unit_src" "$unit_dir/$failed_unit_name"
 install -m 0644 -- "$unit_src" "$unit_dir/$unit_name"
-log "installed $unit_dir/$unit_name"
+log "installed $unit_dir/$unit_name and $unit_dir/$failed_unit_name"
 
 if [ "$no_start" = 1 ]; then
 	log "--no-start: not enabling $unit_name"

@@ -46,6 +46,7 @@ locals {
   user_data = templatefile("${local.repo_root}/cloud-init/cloud-config.yaml.tftpl", {
     agent_config   = local.agent_config
     unit           = file("${local.repo_root}/agent/systemd/rangefleet-agent.service")
+    failed_unit    = file("${local.repo_root}/agent/systemd/rangefleet-agent-failed.service")
     install_script = file("${local.repo_root}/cloud-init/install-agent.sh")
     install_argv   = local.install_argv
   })
