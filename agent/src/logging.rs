@@ -1,6 +1,13 @@
 //! Logs: human lines on a terminal, JSON for collectors, native journald entries
 //! under systemd. Never the token, credentials or whole user-data.
 //!
+//! Two defences keep secrets and forged lines out, at every level `RUST_LOG` allows:
+//! the HTTP and SDK crates that would print request headers at trace (the IMDS session
+//! token, SigV4 signatures) are capped at `debug` ([`SECRET_BEARING`]), and every text or
+//! JSON line passes through [`sanitise`], which blanks the values of secret-bearing
+//! headers and escapes control characters, so a newline inside a job id cannot start a
+//! line of its own. Colours only on a terminal.
+//!
 //! Journald entries carry every field of the event and of the spans it happened in,
 //! upper-cased and without a prefix: the worker's span per job gives each entry
 //! `JOB_ID`, `SOURCE` and `PARTITION`; operators' events carry a stable `MESSAGE_ID`
@@ -14,8 +21,35 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-/// `SYSLOG_IDENTIFIER` of every journal entry (`journalctl -t rangefleet`).
-pub const SYSLOG_IDENTIFIER: &str = "rangefleet";
+/// `SYSLOG_IDENTIFIER` of every journal entry: the unit's own `SyslogIdentifier=`, so
+/// `journalctl -t rangefleet-agent` shows the native entries and stray stderr lines alike.
+pub const SYSLOG_IDENTIFIER: &str = "rangefleet-agent";
+
+/// Crates whose trace output would carry request headers (tokens, signatures): capped at
+/// `debug` whatever `RUST_LOG` says.
+pub const SECRET_BEARING: &[&str] = &[
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_config",
+    "aws_sigv4",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "h2",
+    "rustls",
+];
+
+/// Header and field names whose values never reach a log line.
+const SECRET_NAMES: &[&str] = &[
+    "x-aws-ec2-metadata-token",
+    "x-amz-security-token",
+    "authorization",
+    "aws_secret_access_key",
+    "secretaccesskey",
+    "sessiontoken",
+    "x-amz-signature",
+];
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,7 +69,15 @@ pub enum LogFormat {
 /// Never fails: when journald is asked for but its socket cannot be reached, logs go
 /// to stderr as text, after one warning saying why.
 pub fn init(format: LogFormat) {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || {
+        let mut f = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        for krate in SECRET_BEARING {
+            if let Ok(d) = format!("{krate}=debug").parse() {
+                f = f.add_directive(d);
+            }
+        }
+        f
+    };
     let format = match format {
         LogFormat::Auto if stderr_is_journal() => LogFormat::Journald,
         LogFormat::Auto => LogFormat::Text,
@@ -55,15 +97,20 @@ pub fn init(format: LogFormat) {
                 .with(
                     tracing_subscriber::fmt::layer()
                         .json()
-                        .with_writer(io::stderr),
+                        .with_writer(|| Sanitised(io::stderr())),
                 )
                 .try_init();
             return;
         }
         LogFormat::Text | LogFormat::Auto => None,
     };
+    let terminal = io::IsTerminal::is_terminal(&io::stderr());
     let _ = registry
-        .with(tracing_subscriber::fmt::layer().with_writer(io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(terminal)
+                .with_writer(|| Sanitised(io::stderr())),
+        )
         .try_init();
     if let Some(e) = unavailable {
         tracing::warn!(event = "journald_unavailable", error = %e, socket = JOURNAL_SOCKET, "journald unavailable; logging to stderr");
@@ -116,6 +163,95 @@ fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
     Some((dev.parse().ok()?, ino.parse().ok()?))
 }
 
+/// A writer that passes each formatted line through [`sanitise`].
+struct Sanitised<W>(W);
+
+impl<W: io::Write> io::Write for Sanitised<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .write_all(sanitise(&String::from_utf8_lossy(buf)).as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// One formatted log line (or several), made safe to print: the value after any of
+/// [`SECRET_NAMES`] is replaced by `<redacted>`, and control characters other than the
+/// line's own ending newline and the terminal's colour escapes are written as `\n`,
+/// `\r`, `\t` or `\u{..}`.
+pub fn sanitise(text: &str) -> String {
+    let body = text.strip_suffix('\n');
+    let (body, ending) = match body {
+        Some(b) => (b, "\n"),
+        None => (text, ""),
+    };
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in body.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x1b' => out.push(c),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out = redact(&out);
+    out.push_str(ending);
+    out
+}
+
+/// Blanks the value that follows each secret name (`name: v`, `name=v`, `"name": "v"`).
+fn redact(line: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    for name in SECRET_NAMES {
+        let mut from = 0;
+        while let Some(pos) = lower[from..].find(name) {
+            let mut i = from + pos + name.len();
+            from = i;
+            let bytes = lower.as_bytes();
+            // Skip the separator: quotes, spaces, `:` or `=`.
+            while i < bytes.len() && matches!(bytes[i], b'"' | b'\'' | b' ' | b':' | b'=') {
+                i += 1;
+            }
+            let start = i;
+            while i < bytes.len()
+                && !matches!(bytes[i], b'"' | b'\'' | b',' | b' ' | b'}' | b']' | b';')
+            {
+                i += 1;
+            }
+            // "AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…": the whole value.
+            if name == &"authorization" {
+                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\'' | b'}' | b']') {
+                    i += 1;
+                }
+            }
+            if i > start {
+                cuts.push((start, i));
+            }
+        }
+    }
+    if cuts.is_empty() {
+        return line.to_string();
+    }
+    cuts.sort_unstable();
+    let mut out = String::with_capacity(line.len());
+    let mut at = 0;
+    for (s, e) in cuts {
+        if s < at {
+            continue;
+        }
+        out.push_str(&line[at..s]);
+        out.push_str("<redacted>");
+        at = e;
+    }
+    out.push_str(&line[at..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +263,37 @@ mod tests {
         for bad in ["", ":", "8", "8:", ":1", "a:1", "1:b", "1:2:3", "-1:2"] {
             assert_eq!(parse_journal_stream(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_newline_in_a_field_cannot_start_a_line() {
+        let line = "INFO job started job_id=a.rec#0+10\nERROR forged: all good\n";
+        let out = sanitise(line);
+        assert_eq!(out.matches('\n').count(), 1, "{out}");
+        assert!(out.ends_with('\n'));
+        assert!(out.contains("a.rec#0+10\\nERROR forged"), "{out}");
+        assert_eq!(sanitise("a\rb\u{7}c\x1b[1md"), "a\\rb\\u{7}c\x1b[1md");
+    }
+
+    #[test]
+    fn secret_headers_are_redacted_in_every_spelling() {
+        for (line, secret) in [
+            ("headers: {\"x-aws-ec2-metadata-token\": \"AQAEAtok-en==\"}", "AQAEAtok-en=="),
+            ("X-aws-ec2-metadata-token: AQAEAtoken", "AQAEAtoken"),
+            ("x-amz-security-token=FwoGZXIvYXdzEJr", "FwoGZXIvYXdzEJr"),
+            (
+                "\"authorization\": \"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=deadbeef\"",
+                "deadbeef",
+            ),
+            ("SessionToken: abc123", "abc123"),
+        ] {
+            let out = sanitise(line);
+            assert!(!out.contains(secret), "{line} -> {out}");
+            assert!(out.contains("<redacted>"), "{out}");
+        }
+        assert_eq!(
+            sanitise("job_id=a.rec#0+10 bytes=800\n"),
+            "job_id=a.rec#0+10 bytes=800\n"
+        );
     }
 }

@@ -2,9 +2,31 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::error::ErrorClass;
+
+/// A duration that does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("bad duration {input:?}: {source} (try 500ms, 3s, 2m)")]
+pub struct DurationError {
+    /// What was given.
+    pub input: String,
+    /// Why it is not a duration.
+    pub source: humantime::DurationError,
+}
+
+impl DurationError {
+    /// Always [`ErrorClass::Usage`]: durations come from people.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Usage
+    }
+}
+
 /// Parses `500ms`, `3s`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e} (try 500ms, 3s, 2m)"))
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(s).map_err(|source| DurationError {
+        input: s.to_string(),
+        source,
+    })
 }
 
 /// RFC 3339 in UTC, whole seconds, as IMDS writes times (and our result documents).

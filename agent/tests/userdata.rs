@@ -254,6 +254,10 @@ fn malformed_input_names_the_problem() {
         ("bad enum", format!("{YAML}spot:\n  on_rebalance: panic\n").into_bytes(), &["on_rebalance", "unknown variant `panic`"]),
         ("bad queue", YAML.replace("sqlite:///var", "ftp://var").into_bytes(), &["line 1: queue:"]),
         ("relative sqlite path", YAML.replace("sqlite:///var", "sqlite://var").into_bytes(), &["three slashes"]),
+        // What the agent's queue::open refuses, userdata check refuses (one validator).
+        ("sqlite folder", YAML.replace("sqlite:///var/lib/rangefleet/queue.db", "sqlite:///tmp/").into_bytes(), &["line 1: queue:", "names a folder"]),
+        ("sqlite query", YAML.replace("queue.db", "queue.db?mode=ro").into_bytes(), &["line 1: queue:", "query"]),
+        ("SQS URL without a queue", YAML.replace("sqlite:///var/lib/rangefleet/queue.db", "https://sqs.eu-west-1.amazonaws.com/").into_bytes(), &["line 1: queue:", "no queue path"]),
         ("bad input scheme", YAML.replace("s3://trips-data/trips/", "ftp://x/").into_bytes(), &["inputs[0]", "not allowed"]),
         ("dot segment in input", YAML.replace("s3://trips-data/trips/", "file:///srv/../etc/").into_bytes(), &["inputs[0]", ".."]),
         ("reserved tag", YAML.replace("team: data", "aws:team: data").into_bytes(), &["tags.aws:team", "reserved"]),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use rangefleet::contract::summary::InstanceSummary;
 use rangefleet::queue::sqlite::SqliteQueue;
 use rangefleet::queue::{Queue, QueueStats};
 use serde_json::Value;
@@ -263,12 +264,16 @@ impl Fleet {
     }
 
     /// `_instances/<id>.json`, if the agent wrote one.
-    pub fn instance_summary(&self, instance_id: &str) -> Option<Value> {
+    pub fn instance_summary(&self, instance_id: &str) -> Option<InstanceSummary> {
         let path = self
             .out
             .join("_instances")
             .join(format!("{instance_id}.json"));
-        path.exists().then(|| read_json(&path))
+        path.exists().then(|| {
+            let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            InstanceSummary::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{} is not a summary: {e}", path.display()))
+        })
     }
 }
 

@@ -81,10 +81,20 @@ impl NotifyListener {
         timeout: Duration,
         matches: impl Fn(&str) -> bool,
     ) -> Option<Notification> {
+        self.wait_for_at(timeout, |n| matches(&n.line))
+    }
+
+    /// Waits up to `timeout` for a notification (line and arrival time) that `matches`;
+    /// returns the first such one.
+    pub fn wait_for_at(
+        &self,
+        timeout: Duration,
+        matches: impl Fn(&Notification) -> bool,
+    ) -> Option<Notification> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.shared.lines.lock().unwrap();
         loop {
-            if let Some(n) = lines.iter().find(|n| matches(&n.line)) {
+            if let Some(n) = lines.iter().find(|n| matches(n)) {
                 return Some(n.clone());
             }
             let left = deadline.checked_duration_since(Instant::now())?;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use rangefleet::contract::summary::Interruption;
 use rangefleet_tests::fleet::{event, AgentProc, Fleet, Gen};
 use rangefleet_tests::moto::Moto;
 use rangefleet_tests::ImdsMock;
@@ -37,11 +38,11 @@ fn wait_until_working(agent: &mut AgentProc) {
     agent.wait_for_event(LIMIT, |ev| event(ev) == "job_done");
 }
 
-fn interruption(fleet: &Fleet, id: &str) -> Value {
+fn interruption(fleet: &Fleet, id: &str) -> Option<Interruption> {
     let s = fleet
         .instance_summary(id)
         .unwrap_or_else(|| panic!("{id} wrote its instance summary"));
-    s["interruption"].clone()
+    s.interruption
 }
 
 #[test]
@@ -59,11 +60,9 @@ fn sigterm_drains_and_another_agent_finishes() {
         "SIGTERM drain exits 0: {status}\n{}",
         a.log_tail()
     );
-    let i = interruption(&fleet, "i-0sigterm");
-    assert_eq!(i["kind"], "sigterm", "{i}");
-    let done = fleet.instance_summary("i-0sigterm").unwrap()["done"]
-        .as_u64()
-        .unwrap();
+    let i = interruption(&fleet, "i-0sigterm").expect("an interruption");
+    assert_eq!(i.kind, "sigterm", "{i:?}");
+    let done = fleet.instance_summary("i-0sigterm").unwrap().done;
     assert!(
         (done as usize) < planned,
         "stopped before the end: {done} of {planned}"
@@ -104,12 +103,10 @@ fn an_auto_scaling_termination_drains_the_same_way() {
         "exits 0 after the drain: {status}\n{}",
         a.log_tail()
     );
-    let i = interruption(&fleet, "i-0asgterminated");
-    assert_eq!(i["kind"], "asg-termination", "{i}");
-    assert_eq!(i["detail"], "Terminated");
-    let done = fleet.instance_summary("i-0asgterminated").unwrap()["done"]
-        .as_u64()
-        .unwrap();
+    let i = interruption(&fleet, "i-0asgterminated").expect("an interruption");
+    assert_eq!(i.kind, "asg-termination", "{i:?}");
+    assert_eq!(i.detail, "Terminated");
+    let done = fleet.instance_summary("i-0asgterminated").unwrap().done;
     assert!(
         (done as usize) < planned,
         "stopped before the end: {done} of {planned}"
@@ -197,13 +194,13 @@ async fn a_spot_notice_on_sqs_drains_while_the_other_agent_finishes() {
     let (v, o) = (victim.wait(LIMIT), other.wait(Duration::from_secs(120)));
     assert!(v.success(), "{}", victim.log_tail());
     assert!(o.success(), "{}", other.log_tail());
-    let i = interruption(&fleet, "i-0spotvictim");
+    let i = interruption(&fleet, "i-0spotvictim").expect("an interruption");
     assert_eq!(
-        i["kind"], "spot-interruption",
-        "the victim saw the notice: {i}"
+        i.kind, "spot-interruption",
+        "the victim saw the notice: {i:?}"
     );
-    let notice: Value = serde_json::from_str(i["detail"].as_str().unwrap()).unwrap();
+    let notice: Value = serde_json::from_str(&i.detail).unwrap();
     assert_eq!(notice["action"], "terminate");
-    assert!(interruption(&fleet, "i-0spotother").is_null());
+    assert!(interruption(&fleet, "i-0spotother").is_none());
     assert_exact(&fleet);
 }

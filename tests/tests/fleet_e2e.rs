@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rangefleet::contract::summary::InstanceSummary;
 use rangefleet::store::Store;
 use rangefleet_tests::ec2::{self, run_cli, AgentConfig, AgentOptions, Worker};
 use rangefleet_tests::fleet::event;
@@ -142,7 +143,7 @@ impl Run {
     }
 
     /// `_instances/<id>.json` of each worker, all required.
-    async fn summaries(&self, workers: &[&Worker]) -> BTreeMap<String, Value> {
+    async fn summaries(&self, workers: &[&Worker]) -> BTreeMap<String, InstanceSummary> {
         let store = Store::open_with(&self.results, &ec2::s3_settings(&self.moto))
             .await
             .unwrap();
@@ -153,9 +154,9 @@ impl Run {
                 .get(&key)
                 .await
                 .unwrap_or_else(|e| panic!("no summary {key}: {e}"));
-            let v: Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(v["instance_id"], w.instance_id.as_str());
-            out.insert(w.instance_id.clone(), v);
+            let s = InstanceSummary::from_slice(&body).unwrap();
+            assert_eq!(s.instance_id, w.instance_id);
+            out.insert(w.instance_id.clone(), s);
         }
         out
     }
@@ -191,11 +192,8 @@ fn wait_all(workers: &mut [Worker]) {
     });
 }
 
-fn sum_done(summaries: &BTreeMap<String, Value>) -> u64 {
-    summaries
-        .values()
-        .map(|s| s["done"].as_u64().unwrap())
-        .sum()
+fn sum_done(summaries: &BTreeMap<String, InstanceSummary>) -> u64 {
+    summaries.values().map(|s| s.done).sum()
 }
 
 /// The base run, with spot interruption notices on two agents at random times: the
@@ -222,23 +220,20 @@ async fn four_agents_two_spot_notices_exact_and_every_summary_in_s3() {
     for (i, w) in workers.iter().enumerate() {
         let s = &summaries[&w.instance_id];
         if i < 2 {
-            assert_eq!(s["interruption"]["kind"], "spot-interruption", "{s}");
+            let kind = s.interruption.as_ref().map(|i| i.kind.as_str());
+            assert_eq!(kind, Some("spot-interruption"), "{s:?}");
             assert!(
                 w.events().iter().any(|e| event(e) == "spot_interruption"),
                 "{}",
                 w.log_tail()
             );
         } else {
-            assert!(s["interruption"].is_null(), "{s}");
+            assert!(s.interruption.is_none(), "{s:?}");
         }
-        assert_eq!(s["failed"], 0, "{s}");
+        assert_eq!(s.failed, 0, "{s:?}");
     }
     assert_eq!(
-        sum_done(&summaries)
-            - summaries
-                .values()
-                .map(|s| s["redone"].as_u64().unwrap())
-                .sum::<u64>(),
+        sum_done(&summaries) - summaries.values().map(|s| s.redone).sum::<u64>(),
         run.planned as u64,
         "every job done once across the summaries: {summaries:?}"
     );
@@ -342,10 +337,7 @@ async fn s3_faults_through_a_proxy_are_retried_and_reduce_is_exact() {
     assert!(proxy.gets() >= run.planned as u64 + 25);
     let all: Vec<&Worker> = workers.iter().collect();
     let summaries = run.summaries(&all).await;
-    assert!(
-        summaries.values().all(|s| s["failed"] == 0),
-        "{summaries:?}"
-    );
+    assert!(summaries.values().all(|s| s.failed == 0), "{summaries:?}");
 }
 
 /// IMDS faults at boot (the token PUT fails three times, every answer is slow), and no
@@ -459,10 +451,7 @@ async fn poison_jobs_end_in_the_dlq_with_reasons_while_the_rest_complete() {
     }
     let all: Vec<&Worker> = workers.iter().collect();
     let summaries = run.summaries(&all).await;
-    let failed: u64 = summaries
-        .values()
-        .map(|s| s["failed"].as_u64().unwrap())
-        .sum();
+    let failed: u64 = summaries.values().map(|s| s.failed).sum();
     assert_eq!(failed, poison.len() as u64, "{summaries:?}");
 }
 

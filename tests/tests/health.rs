@@ -133,8 +133,9 @@ async fn an_invalid_config_marks_the_instance_unhealthy_and_the_summary_says_why
         .fleet
         .instance_summary(&w.instance_id)
         .expect("a summary with the failure");
-    assert_eq!(summary["failure"]["kind"], "config", "{summary:#}");
-    let reason = summary["failure"]["reason"].as_str().unwrap();
+    let failure = summary.failure.as_ref().expect("a failure");
+    assert_eq!(failure.kind, "config", "{summary:#?}");
+    let reason = failure.reason.as_str();
     assert!(
         reason.contains("concurrency") && reason.contains("expected 1..=1024"),
         "{reason}"
@@ -196,8 +197,11 @@ async fn a_drain_the_group_started_completes_the_lifecycle_action_after_the_summ
     assert!(status.success(), "{status}\n{}", agent.log_tail());
 
     let summary = w.fleet.instance_summary(&w.instance_id).expect("summary");
-    assert_eq!(summary["interruption"]["kind"], "asg-termination");
-    assert!(summary.get("failure").is_none(), "{summary:#}");
+    assert_eq!(
+        summary.interruption.as_ref().unwrap().kind,
+        "asg-termination"
+    );
+    assert!(summary.failure.is_none(), "{summary:#?}");
 
     let completed = w.proxy.calls_of("CompleteLifecycleAction");
     assert_eq!(completed.len(), 1, "{:?}", w.proxy.calls());
@@ -256,8 +260,8 @@ async fn a_transient_imds_outage_at_boot_marks_nothing() {
     let status = agent.wait(LIMIT);
     assert!(status.success(), "{status}\n{}", agent.log_tail());
     let summary = w.fleet.instance_summary(&w.instance_id).expect("summary");
-    assert!(summary.get("failure").is_none(), "{summary:#}");
-    assert!(summary["done"].as_u64().unwrap() > 0);
+    assert!(summary.failure.is_none(), "{summary:#?}");
+    assert!(summary.done > 0);
 
     // Long: IMDS never answers within the boot deadline: exit 75 (systemd restarts).
     let dead = w.imds(&ud, &["--drop", "/latest/api/token*100000"]);
@@ -318,7 +322,7 @@ async fn the_on_failure_handler_marks_keeps_the_agents_reason_and_completes_the_
         "UNHEALTHY".to_string()
     );
     let summary = w.fleet.instance_summary(&w.instance_id).unwrap();
-    assert_eq!(summary["failure"]["reason"], "the agent's own reason");
+    assert_eq!(summary.failure.unwrap().reason, "the agent's own reason");
 
     // The group cannot be told (nothing listens there): the power-off fallback runs.
     let marker = w.fleet.out.join("powered-off");

@@ -44,6 +44,7 @@ async fn token_is_renewed_before_it_expires() {
     let mock = ImdsMock::start(&["--token-ttl-max", "2"]);
     let c = client(&mock.url, false);
     c.get(ID, soon()).await.unwrap().unwrap();
+    // The passing time is what is tested: the 2 s token is past its renewal point.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     c.get(ID, soon()).await.unwrap().unwrap();
     assert_eq!(mock.count("PUT", TOKEN).await, 2, "renewed once");
@@ -254,7 +255,26 @@ async fn notices_appear_on_schedule() {
         .await
         .unwrap();
     assert_eq!(state.as_deref(), Some("InService"));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Both change 300 ms after the mock started (the notice's time is taken first):
+    // poll for the lifecycle state, not a fixed sleep.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = c
+            .get_text(
+                "/latest/meta-data/autoscaling/target-lifecycle-state",
+                soon(),
+            )
+            .await
+            .unwrap();
+        if state.as_deref() == Some("Terminated") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {state:?} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let notice = c
         .get("/latest/meta-data/spot/instance-action", soon())
         .await

@@ -127,9 +127,8 @@ fn a_killed_agents_leased_jobs_are_done_by_the_others_and_reduce_is_exact() {
         .map(|id| {
             fleet
                 .instance_summary(id)
-                .unwrap_or_else(|| panic!("no summary for {id}"))["done"]
-                .as_u64()
-                .unwrap()
+                .unwrap_or_else(|| panic!("no summary for {id}"))
+                .done
         })
         .sum();
     let by_victim = fleet

@@ -79,7 +79,7 @@ fn entries_carry_job_fields_and_stable_message_ids() {
     for e in &entries {
         assert_eq!(
             e.get("SYSLOG_IDENTIFIER").as_deref(),
-            Some("rangefleet"),
+            Some("rangefleet-agent"),
             "{e:?}"
         );
         assert!(e.get("MESSAGE").is_some_and(|m| !m.is_empty()), "{e:?}");

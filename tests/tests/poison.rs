@@ -145,8 +145,8 @@ fn poison_jobs_are_dead_lettered_with_their_reason_and_good_jobs_complete() {
     let summary = fleet
         .instance_summary("i-poison")
         .expect("instance summary");
-    assert_eq!(summary["done"], 8, "{summary}");
-    assert_eq!(summary["failed"], poisons.len(), "{summary}");
+    assert_eq!(summary.done, 8, "{summary:?}");
+    assert_eq!(summary.failed, poisons.len() as u64, "{summary:?}");
     let stats = fleet.stats();
     assert_eq!((stats.visible, stats.in_flight), (0, 0));
 }

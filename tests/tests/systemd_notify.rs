@@ -277,8 +277,15 @@ fn a_stuck_loop_stops_the_pings() {
     notify
         .wait_for_line("READY=1", Duration::from_secs(30))
         .expect("READY=1");
-    // Let it finish the two jobs and ping a few times while idle.
-    std::thread::sleep(Duration::from_secs(2));
+    // Wait for it to finish the two jobs, and to ping while idle after that.
+    let done = notify
+        .wait_for(RUN_LIMIT, |l| {
+            l.starts_with("STATUS=") && l.contains("; 0 running, 2 done")
+        })
+        .unwrap_or_else(|| panic!("the two jobs never finished:\n{}", dump(&notify.lines())));
+    notify
+        .wait_for_at(RUN_LIMIT, |n| n.line == "WATCHDOG=1" && n.at > done.at)
+        .unwrap_or_else(|| panic!("no ping while idle:\n{}", dump(&notify.lines())));
     let lock = r#"
 import sqlite3, sys, time
 con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
@@ -298,8 +305,10 @@ con.execute("ROLLBACK")
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // After the lock: the loop turns again and pings resume.
-    std::thread::sleep(Duration::from_secs(2));
+    // After the lock: the loop turns again and pings resume (what is asserted below).
+    notify.wait_for_at(Duration::from_secs(10), |n| {
+        n.line == "WATCHDOG=1" && n.at.duration_since(held_from) > Duration::from_secs(5)
+    });
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -380,23 +380,10 @@ fn check_hook_name(h: &str) -> Result<(), String> {
     }
 }
 
+/// The agent's own check (`queue::open` parses the URL the same way), so a config that
+/// passes here is never refused at start for its queue URL.
 fn check_queue(q: &str) -> Result<(), String> {
-    let url = url::Url::parse(q)
-        .map_err(|e| format!("expected an SQS queue URL or sqlite:///path, got {q:?} ({e})"))?;
-    match url.scheme() {
-        "sqlite" => {
-            if url.path().len() <= 1 || url.host_str().is_some_and(|h| !h.is_empty()) {
-                return Err(format!(
-                    "expected sqlite:///absolute/path.db (three slashes), got {q:?}"
-                ));
-            }
-            Ok(())
-        }
-        "http" | "https" if url.host_str().is_some() => Ok(()),
-        _ => Err(format!(
-            "expected an SQS queue URL (https://…) or sqlite:///path, got {q:?}"
-        )),
-    }
+    crate::queue::open::check_url(q).map_err(|e| e.to_string())
 }
 
 fn check_location(loc: &str, schemes: &[&str]) -> Result<(), String> {
@@ -526,6 +513,15 @@ mod tests {
         let text = format!("{MIN}spot:\n  on_rebalance: drain\n  poll_seconds: 0\n");
         let e = parse(&doc(&text, Format::Yaml)).unwrap_err();
         assert_eq!((e.path.as_str(), e.line), ("spot.poll_seconds", Some(6)));
+    }
+
+    #[test]
+    fn queue_urls_the_agent_refuses_are_refused() {
+        for q in crate::queue::open::tests::REFUSED {
+            let text = MIN.replace("sqlite:///var/lib/rangefleet/queue.db", q);
+            let e = parse(&doc(&text, Format::Yaml)).unwrap_err();
+            assert_eq!(e.path, "queue", "{q}: {e}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::BootArgs;
 /// `rangefleet agent`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Where identity and user-data come from (shared with the other boot commands).
     #[command(flatten)]
     pub boot: BootArgs,
     /// Read the config from FILE instead of user-data (same formats); unlike
@@ -147,7 +148,7 @@ const GIVE_UP_IMDS_BUDGET: Duration = Duration::from_secs(10);
 /// agent is unprivileged): when the call fails, the unit's OnFailure= handler
 /// (`rangefleet health mark-unhealthy`, as root) has the fallback.
 async fn give_up(imds: &ImdsClient, config_file: &Path, error: String) {
-    use crate::instance::health::{self, Failure, GiveUp};
+    use crate::instance::health::{self, GiveUp};
     let deadline = tokio::time::Instant::now() + GIVE_UP_IMDS_BUDGET;
     let Some(identity) = health::imds_identity(imds, deadline).await else {
         tracing::error!(
@@ -170,7 +171,7 @@ async fn give_up(imds: &ImdsClient, config_file: &Path, error: String) {
     health::give_up(GiveUp {
         identity: &identity,
         results,
-        failure: Failure::now("config", reason),
+        failure: health::failure_now("config", reason),
         keep_earlier: false,
         group: &group,
         power_off: None,

@@ -40,7 +40,7 @@ pub async fn run(args: Args) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            exit::FAILURE
+            e.exit_code()
         }
     };
     if temporary && code == exit::OK {

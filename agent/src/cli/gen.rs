@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::exit;
 
+/// `rangefleet gen`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Output directory (created if missing).
@@ -26,6 +27,7 @@ pub struct Args {
     bad_every: Option<u64>,
 }
 
+/// Runs `gen`; returns the exit code.
 pub fn run(args: Args) -> i32 {
     let days = match crate::operator::gen::parse_days(&args.days) {
         Ok(d) => d,

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::exit;
 use crate::imds::{ImdsClient, ImdsOptions};
-use crate::instance::health::{self, CommandPowerOff, Failure, GiveUp, Left, PowerOff};
+use crate::instance::health::{self, CommandPowerOff, GiveUp, Left, PowerOff};
 
 use super::BootArgs;
 
@@ -33,6 +33,7 @@ pub enum Command {
 /// `rangefleet health mark-unhealthy`.
 #[derive(Debug, clap::Args)]
 pub struct MarkArgs {
+    /// IMDS settings, and the on-instance config file (for the results prefix).
     #[command(flatten)]
     pub boot: BootArgs,
     /// Why, for the summary and `rangefleet status`.
@@ -121,7 +122,7 @@ async fn mark_unhealthy(args: MarkArgs) -> i32 {
     let left = health::give_up(GiveUp {
         identity: &identity,
         results,
-        failure: Failure::now(&kind, reason),
+        failure: health::failure_now(&kind, reason),
         keep_earlier: true,
         group: &group,
         power_off,

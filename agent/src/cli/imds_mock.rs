@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::exit;
 use crate::imds::mock::{DropRule, FailRule, InterruptAction, MockOptions, MockServer};
 
+/// `rangefleet imds-mock`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to listen on; port 0 picks a free one.

@@ -1,7 +1,7 @@
 //! `rangefleet plan`: split partitioned data into jobs, write the manifest, enqueue.
 
 use crate::exit;
-use crate::operator::plan::{PlanError, PlanOptions};
+use crate::operator::plan::PlanOptions;
 use crate::process::ProcessorKind;
 
 use super::{open_queue, open_store};
@@ -82,17 +82,13 @@ pub async fn run(args: Args) -> i32 {
                 partitions.len(),
                 started.elapsed().as_secs_f64(),
                 results.url(),
-                crate::operator::plan::MANIFEST
+                crate::contract::manifest::MANIFEST
             );
             exit::OK
         }
-        Err(PlanError::Io(e)) => {
-            eprintln!("error: {e}");
-            exit::FAILURE
-        }
         Err(e) => {
             eprintln!("error: {e}");
-            exit::USAGE
+            e.exit_code()
         }
     }
 }

@@ -57,7 +57,7 @@ pub async fn run(args: Args) -> i32 {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            exit::FAILURE
+            e.exit_code()
         }
     }
 }

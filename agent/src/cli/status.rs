@@ -57,7 +57,7 @@ pub async fn run(args: Args) -> i32 {
             Ok(rows) => Some(rows),
             Err(e) => {
                 eprintln!("error: {e}");
-                return exit::FAILURE;
+                return e.exit_code();
             }
         }
     };
@@ -82,7 +82,7 @@ pub async fn run(args: Args) -> i32 {
                         crate::out!("{}", failed_text(&failed));
                     }
                     eprintln!("error: {e}");
-                    return exit::FAILURE;
+                    return e.exit_code();
                 }
             }
         }

@@ -13,6 +13,83 @@ pub fn is_region_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+use crate::error::ErrorClass;
+
+/// Why a string is not a URL the allow-list can hold or check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// No `scheme://`.
+    #[error("{url:?} is not a URL (scheme://…)")]
+    NotUrl {
+        /// What was given.
+        url: String,
+    },
+    /// A scheme the agent cannot read.
+    #[error("scheme {scheme:?} of {url:?} is not readable (s3, file, http, https)")]
+    Scheme {
+        /// The scheme, lower-cased.
+        scheme: String,
+        /// The URL.
+        url: String,
+    },
+    /// A `?` or `#`.
+    #[error("{url:?} has a query or fragment")]
+    QueryOrFragment {
+        /// The URL.
+        url: String,
+    },
+    /// A `user@` in the authority.
+    #[error("{url:?} carries credentials")]
+    Credentials {
+        /// The URL.
+        url: String,
+    },
+}
+
+impl UrlError {
+    /// [`ErrorClass::Environment`]: from [`AllowList::new`] it is the agent's config that
+    /// is wrong ([`AllowList::check`] wraps it in [`AllowError`], a job's class).
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Environment
+    }
+}
+
+/// Lets callers that still return `Result<_, String>` use `?` on [`AllowList::new`].
+impl From<UrlError> for String {
+    fn from(e: UrlError) -> String {
+        e.to_string()
+    }
+}
+
+/// Why a job's source is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllowError {
+    /// A `.` or `..` segment, raw or percent-encoded.
+    #[error("source {source_url:?} has a . or .. path segment")]
+    DotSegment {
+        /// The source.
+        source_url: String,
+    },
+    /// Not under any allowed prefix.
+    #[error("source {source_url:?} is not under an allowed input ({allowed})")]
+    NotAllowed {
+        /// The source.
+        source_url: String,
+        /// The allowed prefixes, comma-separated.
+        allowed: String,
+    },
+    /// Not a URL the agent reads.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+}
+
+impl AllowError {
+    /// Always [`ErrorClass::Job`]: the job names a source it may not read.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Job
+    }
+}
+
 /// Prefixes a job's source must fall under.
 #[derive(Debug, Clone)]
 pub struct AllowList {
@@ -28,7 +105,7 @@ struct Prefix {
 
 impl AllowList {
     /// From the config's `inputs` (already validated as URLs).
-    pub fn new(inputs: &[String]) -> Result<Self, String> {
+    pub fn new(inputs: &[String]) -> Result<Self, UrlError> {
         let prefixes = inputs
             .iter()
             .map(|i| {
@@ -44,14 +121,16 @@ impl AllowList {
                     path,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, UrlError>>()?;
         Ok(AllowList { prefixes })
     }
 
     /// `Ok` when `source` is under one of the prefixes; otherwise why not.
-    pub fn check(&self, source: &str) -> Result<(), String> {
+    pub fn check(&self, source: &str) -> Result<(), AllowError> {
         if has_dot_segment(source) {
-            return Err(format!("source {source:?} has a . or .. path segment"));
+            return Err(AllowError::DotSegment {
+                source_url: source.to_string(),
+            });
         }
         let (scheme, authority, path) = split(source)?;
         let ok = self
@@ -61,39 +140,45 @@ impl AllowList {
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "source {source:?} is not under an allowed input ({})",
-                self.prefixes
+            Err(AllowError::NotAllowed {
+                source_url: source.to_string(),
+                allowed: self
+                    .prefixes
                     .iter()
                     .map(|p| format!("{}://{}{}", p.scheme, p.authority, p.path))
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+                    .join(", "),
+            })
         }
     }
 }
 
 /// Scheme, authority (bucket or host:port, lower-cased) and path of a URL, without
 /// normalising the path.
-fn split(url: &str) -> Result<(String, String, String), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("{url:?} is not a URL (scheme://…)"))?;
+fn split(url: &str) -> Result<(String, String, String), UrlError> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| UrlError::NotUrl {
+        url: url.to_string(),
+    })?;
     let scheme = scheme.to_ascii_lowercase();
     if !matches!(scheme.as_str(), "s3" | "file" | "http" | "https") {
-        return Err(format!(
-            "scheme {scheme:?} of {url:?} is not readable (s3, file, http, https)"
-        ));
+        return Err(UrlError::Scheme {
+            scheme,
+            url: url.to_string(),
+        });
     }
     if rest.contains(['?', '#']) {
-        return Err(format!("{url:?} has a query or fragment"));
+        return Err(UrlError::QueryOrFragment {
+            url: url.to_string(),
+        });
     }
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     if authority.contains('@') {
-        return Err(format!("{url:?} carries credentials"));
+        return Err(UrlError::Credentials {
+            url: url.to_string(),
+        });
     }
     Ok((scheme, authority.to_ascii_lowercase(), path.to_string()))
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::allow::AllowList;
+use crate::error::ErrorClass;
 
 /// The processors a job may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,16 +18,26 @@ pub enum ProcessorKind {
     Exec,
 }
 
+/// A processor name that is not one of [`ProcessorKind`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown processor {0:?} (count, taxi-stats, exec)")]
+pub struct UnknownProcessor(pub String);
+
+impl UnknownProcessor {
+    /// Always [`ErrorClass::Job`]: a job (or plan) naming it can never run.
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Job
+    }
+}
+
 impl std::str::FromStr for ProcessorKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownProcessor;
+    fn from_str(s: &str) -> Result<Self, UnknownProcessor> {
         match s {
             "count" => Ok(ProcessorKind::Count),
             "taxi-stats" => Ok(ProcessorKind::TaxiStats),
             "exec" => Ok(ProcessorKind::Exec),
-            other => Err(format!(
-                "unknown processor {other:?} (count, taxi-stats, exec)"
-            )),
+            other => Err(UnknownProcessor(other.to_string())),
         }
     }
 }
@@ -165,6 +176,13 @@ pub fn job_id_of_result(key: &str) -> Option<String> {
 #[error("{0}")]
 pub struct BadJob(pub String);
 
+impl BadJob {
+    /// Always [`ErrorClass::Job`].
+    pub fn class(&self) -> ErrorClass {
+        ErrorClass::Job
+    }
+}
+
 /// Parses and checks a message: version, numbers, processor, and the allow-list.
 pub fn parse(
     body: &str,
@@ -215,14 +233,19 @@ pub fn parse(
         }
         Some(_) => {}
     }
-    let kind: ProcessorKind = job.processor.parse().map_err(BadJob)?;
+    let kind: ProcessorKind = job
+        .processor
+        .parse()
+        .map_err(|e: UnknownProcessor| BadJob(e.to_string()))?;
     if !processors.contains(&kind) {
         return Err(BadJob(format!(
             "processor {:?} is not enabled in this agent's config",
             job.processor
         )));
     }
-    allow.check(&job.source).map_err(BadJob)?;
+    allow
+        .check(&job.source)
+        .map_err(|e| BadJob(e.to_string()))?;
     Ok((job, kind))
 }
 

@@ -4,5 +4,7 @@
 
 pub mod allow;
 pub mod job;
+pub mod manifest;
 pub mod range;
+pub mod result;
 pub mod summary;

@@ -21,13 +21,12 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use serde::Serialize;
-use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::aws::autoscaling::{AutoScaling, Completion, Membership};
 use crate::aws::AwsError;
 use crate::boot::Identity;
+use crate::contract::summary::InstanceSummary;
 use crate::imds::ImdsClient;
 use crate::store::{Store, StoreError};
 
@@ -37,27 +36,14 @@ pub const POWER_OFF_ENV: &str = "RANGEFLEET_POWER_OFF_COMMAND";
 /// The real power-off: asks systemd, returns at once.
 pub const POWER_OFF_COMMAND: &[&str] = &["systemctl", "poweroff", "--no-block"];
 
-/// Why an agent gave up, as its summary's `failure` carries it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    /// `config` (an invalid config), `crash-loop` (restarted past the unit's start
-    /// limit), `install` (the install failed), `unit-failed` (any other way the unit
-    /// failed for good).
-    pub kind: String,
-    /// What went wrong and what to do, for people.
-    pub reason: String,
-    /// When (RFC 3339).
-    pub at: String,
-}
+pub use crate::contract::summary::Failure;
 
-impl Failure {
-    /// A failure of `kind` now.
-    pub fn now(kind: &str, reason: impl Into<String>) -> Failure {
-        Failure {
-            kind: kind.to_string(),
-            reason: reason.into(),
-            at: crate::time::rfc3339(std::time::SystemTime::now()),
-        }
+/// A failure of `kind` now.
+pub fn failure_now(kind: &str, reason: impl Into<String>) -> Failure {
+    Failure {
+        kind: kind.to_string(),
+        reason: reason.into(),
+        at: crate::time::rfc3339(std::time::SystemTime::now()),
     }
 }
 
@@ -311,24 +297,18 @@ pub async fn leave_service(
 
 /// The summary of an instance whose agent gave up: the usual fields, zero counts, and
 /// `failure`.
-pub fn failure_summary(identity: &Identity, failure: &Failure) -> Value {
-    json!({
-        "v": 1,
-        "instance_id": identity.instance_id,
-        "instance_type": identity.instance_type,
-        "availability_zone": identity.availability_zone,
-        "life_cycle": identity.life_cycle,
-        "tags": {},
-        "interruption": null,
-        "started_at": failure.at,
-        "finished_at": failure.at,
-        "done": 0,
-        "redone": 0,
-        "failed": 0,
-        "released": 0,
-        "bytes_read": 0,
-        "failure": failure,
-    })
+pub fn failure_summary(identity: &Identity, failure: &Failure) -> InstanceSummary {
+    InstanceSummary {
+        v: crate::contract::summary::VERSION,
+        instance_id: identity.instance_id.clone(),
+        instance_type: identity.instance_type.clone(),
+        availability_zone: identity.availability_zone.clone(),
+        life_cycle: identity.life_cycle.clone(),
+        started_at: failure.at.clone(),
+        finished_at: failure.at.clone(),
+        failure: Some(failure.clone()),
+        ..InstanceSummary::default()
+    }
 }
 
 /// How [`record_failure`] ended.
@@ -345,16 +325,15 @@ pub enum Recorded {
 /// summary there already has a `failure`.
 pub async fn record_failure(
     results: &Store,
-    summary: &Value,
+    summary: &InstanceSummary,
     keep_earlier: bool,
 ) -> Result<Recorded, StoreError> {
-    let id = summary["instance_id"].as_str().unwrap_or_default();
-    let key = crate::contract::summary::summary_key(id);
+    let key = crate::contract::summary::summary_key(&summary.instance_id);
     if keep_earlier {
         match results.get(&key).await {
             Ok(body) => {
-                let earlier: Option<Value> = serde_json::from_slice(&body).ok();
-                if earlier.is_some_and(|v| v.get("failure").is_some_and(|f| !f.is_null())) {
+                let earlier = InstanceSummary::from_slice(&body).ok();
+                if earlier.is_some_and(|e| e.failure.is_some()) {
                     return Ok(Recorded::KeptEarlier);
                 }
             }
@@ -362,8 +341,7 @@ pub async fn record_failure(
             Err(e) => return Err(e),
         }
     }
-    let body = serde_json::to_vec_pretty(summary).expect("summaries serialise");
-    results.put(&key, body.into()).await?;
+    results.put(&key, summary.to_bytes().into()).await?;
     Ok(Recorded::Written)
 }
 
@@ -616,8 +594,8 @@ mod tests {
     #[tokio::test]
     async fn the_first_recorded_failure_is_kept_when_asked() {
         let store = Store::memory();
-        let first = failure_summary(&identity(), &Failure::now("config", "invalid config"));
-        let later = failure_summary(&identity(), &Failure::now("unit-failed", "exit 2"));
+        let first = failure_summary(&identity(), &failure_now("config", "invalid config"));
+        let later = failure_summary(&identity(), &failure_now("unit-failed", "exit 2"));
         assert_eq!(
             record_failure(&store, &first, true).await.unwrap(),
             Recorded::Written
@@ -627,13 +605,13 @@ mod tests {
             Recorded::KeptEarlier
         );
         let key = crate::contract::summary::summary_key("i-0abc");
-        let v: Value = serde_json::from_slice(&store.get(&key).await.unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&store.get(&key).await.unwrap()).unwrap();
         assert_eq!(v["failure"]["kind"], "config");
         assert_eq!(v["failure"]["reason"], "invalid config");
         assert_eq!(v["done"], 0);
         // Overwrite when not asked to keep.
         record_failure(&store, &later, false).await.unwrap();
-        let v: Value = serde_json::from_slice(&store.get(&key).await.unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&store.get(&key).await.unwrap()).unwrap();
         assert_eq!(v["failure"]["kind"], "unit-failed");
     }
 

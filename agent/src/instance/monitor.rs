@@ -18,7 +18,6 @@
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -76,16 +75,18 @@ impl Notices for ImdsClient {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 /// Notices set by a test; [`FakeNotices::fail`] makes every poll fail.
 #[derive(Debug, Default)]
 pub struct FakeNotices {
-    spot: Mutex<Option<String>>,
-    rebalance: Mutex<Option<String>>,
-    lifecycle: Mutex<Option<String>>,
+    spot: std::sync::Mutex<Option<String>>,
+    rebalance: std::sync::Mutex<Option<String>>,
+    lifecycle: std::sync::Mutex<Option<String>>,
     failing: std::sync::atomic::AtomicBool,
     polls: std::sync::atomic::AtomicU64,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl FakeNotices {
     /// Posts a spot interruption notice.
     pub fn post_spot(&self, payload: &str) {
@@ -110,7 +111,7 @@ impl FakeNotices {
     }
     fn answer(
         &self,
-        slot: &Mutex<Option<String>>,
+        slot: &std::sync::Mutex<Option<String>>,
         path: &str,
     ) -> Result<Option<String>, ImdsError> {
         self.polls
@@ -127,6 +128,7 @@ impl FakeNotices {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 #[async_trait]
 impl Notices for FakeNotices {
     async fn spot_instance_action(&self, _: Instant) -> Result<Option<String>, ImdsError> {

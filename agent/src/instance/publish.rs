@@ -201,12 +201,14 @@ impl TagPublisher for Ec2Publisher {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 /// A publisher that records what it was asked to publish, for in-process tests.
 #[derive(Debug, Default)]
 pub struct RecordingPublisher {
     calls: std::sync::Mutex<Vec<Vec<(String, String)>>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl RecordingPublisher {
     /// The tags of each call, as [`publishable`] expanded them.
     pub fn calls(&self) -> Vec<Vec<(String, String)>> {
@@ -214,6 +216,7 @@ impl RecordingPublisher {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 #[async_trait::async_trait]
 impl TagPublisher for RecordingPublisher {
     async fn publish(&self, identity: Identity, config_tags: BTreeMap<String, String>) {

@@ -89,6 +89,7 @@ fn notify(states: &[NotifyState<'_>]) {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 /// A notifier that records what it was told, for in-process tests.
 #[derive(Debug, Default)]
 pub struct Recorder {
@@ -97,6 +98,7 @@ pub struct Recorder {
     pub interval: Option<Duration>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Recorder {
     /// Every state so far, as sd_notify would write it (`READY=1`, `STATUS=…`), in order.
     pub fn states(&self) -> Vec<String> {
@@ -114,6 +116,7 @@ impl Recorder {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Notifier for Recorder {
     fn ready(&self) {
         self.push("READY=1".into());

@@ -5,18 +5,21 @@
 //! processes over `file://` data, sends one of them a spot interruption notice mid-run,
 //! then reduces and checks the answer against the totals the generator knows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ErrorClass;
 use crate::exit;
 use crate::imds::mock::{MockOptions, MockServer};
-use crate::operator::gen::{self, GenOptions};
-use crate::operator::plan::PlanOptions;
+use crate::operator::gen::{self, GenError, GenOptions};
+use crate::operator::plan::{PlanError, PlanOptions};
+use crate::operator::reduce::ReduceError;
 use crate::process::ProcessorKind;
-use crate::store::Store;
+use crate::queue::QueueError;
+use crate::store::{Store, StoreError};
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
@@ -29,28 +32,88 @@ pub struct DemoOptions {
     pub agents: usize,
 }
 
+/// Why the demo could not run to its check.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A local file, directory or process could not be made.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// `--dir` already holds a demo.
+    #[error("{} holds an earlier demo; give an empty --dir", dir.display())]
+    Earlier {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Generating the data failed.
+    #[error(transparent)]
+    Gen(#[from] GenError),
+    /// Opening a store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Opening the queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// Planning failed.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Reducing failed.
+    #[error(transparent)]
+    Reduce(#[from] ReduceError),
+}
+
+impl DemoError {
+    /// [`ErrorClass::Usage`] for a used `--dir`, [`ErrorClass::Environment`] for local
+    /// I/O, the inner error's class otherwise.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            DemoError::Io { .. } => ErrorClass::Environment,
+            DemoError::Earlier { .. } => ErrorClass::Usage,
+            DemoError::Gen(_) => ErrorClass::Usage,
+            DemoError::Store(e) => e.class(),
+            DemoError::Queue(e) => e.class(),
+            DemoError::Plan(e) => e.class(),
+            DemoError::Reduce(e) => e.class(),
+        }
+    }
+
+    /// `rangefleet demo`'s exit code: always 1, as it has always been.
+    pub fn exit_code(&self) -> i32 {
+        exit::FAILURE
+    }
+}
+
+/// Wraps an I/O error with what was being done.
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
+    let what = what.into();
+    move |source| DemoError::Io { what, source }
+}
+
 /// Runs the demo in `dir`: Ok(exit code), 0 when coverage is complete and the totals are exact.
-pub async fn run(args: &DemoOptions, dir: &Path) -> Result<i32, String> {
+pub async fn run(args: &DemoOptions, dir: &Path) -> Result<i32, DemoError> {
     let started = Instant::now();
     let step = |what: &str| crate::outln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
     let data = dir.join("data");
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     if dir.join("queue.db").exists() || dir.join("results").exists() {
-        return Err(format!(
-            "{} holds an earlier demo; give an empty --dir",
-            dir.display()
-        ));
+        return Err(DemoError::Earlier {
+            dir: dir.to_path_buf(),
+        });
     }
 
     let opts = GenOptions {
         out: data.clone(),
         colors: vec!["yellow".into(), "green".into()],
-        days: gen::parse_days("2016-01-01..2016-01-07").map_err(|e| e.to_string())?,
+        days: gen::parse_days("2016-01-01..2016-01-07")?,
         records: args.records,
         seed: 2016,
         bad_every: Some(997),
     };
-    let summary = gen::generate(&opts, &mut |_| {}).map_err(|e| e.to_string())?;
+    let summary = gen::generate(&opts, &mut |_| {})?;
     step(&format!(
         "generated {} records ({} bad) in {} partitions under {}",
         summary.records,
@@ -62,11 +125,9 @@ pub async fn run(args: &DemoOptions, dir: &Path) -> Result<i32, String> {
     let source_url = format!("file://{}/", data.display());
     let results_url = format!("file://{}/results/", dir.display());
     let queue_url = format!("sqlite://{}/queue.db", dir.display());
-    let source = Store::open(&source_url).await.map_err(|e| e.to_string())?;
-    let results = Store::open(&results_url).await.map_err(|e| e.to_string())?;
-    let queue = crate::queue::open(&queue_url, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let source = Store::open(&source_url).await?;
+    let results = Store::open(&results_url).await?;
+    let queue = crate::queue::open(&queue_url, None).await?;
     let plan_opts = PlanOptions {
         source: source_url.clone(),
         processor: ProcessorKind::TaxiStats,
@@ -82,8 +143,7 @@ pub async fn run(args: &DemoOptions, dir: &Path) -> Result<i32, String> {
         false,
         &mut |_, _| {},
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     step(&format!(
         "planned {} jobs onto {queue_url}",
         manifest.jobs.len()
@@ -112,17 +172,18 @@ pub async fn run(args: &DemoOptions, dir: &Path) -> Result<i32, String> {
             stop_mocks.clone(),
         )
         .await
-        .map_err(|e| format!("starting a local IMDS: {e}"))?;
+        .map_err(io("starting a local IMDS"))?;
         mocks.push(m);
     }
 
-    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    let exe = std::env::current_exe().map_err(io("finding this program"))?;
     let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&logs).map_err(io(format!("creating {}", logs.display())))?;
     let mut children = Vec::new();
     for (i, m) in mocks.iter().enumerate() {
-        let log = std::fs::File::create(logs.join(format!("agent-{i}.log")))
-            .map_err(|e| e.to_string())?;
+        let log_path = logs.join(format!("agent-{i}.log"));
+        let log = std::fs::File::create(&log_path)
+            .map_err(io(format!("creating {}", log_path.display())))?;
         let child = tokio::process::Command::new(&exe)
             .args(["agent", "--until-empty", "--log-format", "text"])
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &m.url)
@@ -131,7 +192,7 @@ pub async fn run(args: &DemoOptions, dir: &Path) -> Result<i32, String> {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("starting agent {i}: {e}"))?;
+            .map_err(io(format!("starting agent {i}")))?;
         children.push(child);
     }
     step(&format!(
@@ -169,13 +230,19 @@ pub async fn run(args: &DemoOptions, dir: &Path) -> Result<i32, String> {
     crate::outln!();
     for s in &reduced.instances {
         crate::outln!(
-            "  {}  done {:>4}  released {:>2}  redone {:>2}  {}",
-            s["instance_id"].as_str().unwrap_or("?"),
-            s["done"],
-            s["released"],
-            s["redone"],
-            match s["interruption"]["kind"].as_str() {
-                Some(k) => format!("drained after a {k} notice"),
+            // serde_json's Display ignored these widths when the counts were `Value`s;
+            // the line stays as it has always printed.
+            "  {}  done {}  released {}  redone {}  {}",
+            if s.instance_id.is_empty() {
+                "?"
+            } else {
+                &s.instance_id
+            },
+            s.done,
+            s.released,
+            s.redone,
+            match &s.interruption {
+                Some(i) => format!("drained after a {} notice", i.kind),
                 None => "ran until the queue was empty".into(),
             }
         );

@@ -3,58 +3,55 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::contract::job::{self, Job};
+use crate::contract::manifest::{Manifest, ManifestObject, MANIFEST};
 use crate::contract::range;
+use crate::error::ErrorClass;
 use crate::process::ProcessorKind;
-use crate::queue::Queue;
-use crate::store::{ObjectInfo, Store};
+use crate::queue::{Queue, QueueError};
+use crate::store::{ObjectInfo, Store, StoreError};
 
-/// Name of the plan manifest under the results prefix.
-pub const MANIFEST: &str = "_plan.json";
 /// Jobs sent to the queue per call (the SQS implementation batches by ten inside).
 const ENQUEUE_BATCH: usize = 500;
 
-/// The plan manifest (DESIGN 5.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Version.
-    pub v: u32,
-    /// The planned source prefix or object.
-    pub source: String,
-    /// Processor of every job.
-    pub processor: String,
-    /// Bytes per record.
-    pub record_length: u64,
-    /// Records per job (the last job of an object may have fewer).
-    pub records_per_job: u64,
-    /// Objects planned, with size and ETag at plan time.
-    pub objects: Vec<ManifestObject>,
-    /// Every job id, in enqueue order.
-    pub jobs: Vec<String>,
+/// Why the manifest under a results prefix could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something is there, but not a manifest.
+    #[error("{url}{MANIFEST} is not a plan manifest: {source}")]
+    Invalid {
+        /// The results prefix.
+        url: String,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
 }
 
-/// The manifest under `results`, `Ok(None)` when nothing was planned there.
-pub async fn read_manifest(results: &Store) -> Result<Option<Manifest>, String> {
-    match results.get(MANIFEST).await {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| format!("{}{MANIFEST} is not a plan manifest: {e}", results.url())),
-        Err(crate::store::StoreError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e.to_string()),
+impl ManifestError {
+    /// The store's class, or [`ErrorClass::Usage`] for a file that is not a manifest.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ManifestError::Store(e) => e.class(),
+            ManifestError::Invalid { .. } => ErrorClass::Usage,
+        }
     }
 }
 
-/// One object in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestObject {
-    /// Key relative to the source prefix.
-    pub key: String,
-    /// Bytes.
-    pub size: u64,
-    /// ETag, when the store has one.
-    pub etag: Option<String>,
+/// The manifest under `results`, `Ok(None)` when nothing was planned there.
+pub async fn read_manifest(results: &Store) -> Result<Option<Manifest>, ManifestError> {
+    match results.get(MANIFEST).await {
+        Ok(b) => Manifest::from_slice(&b)
+            .map(Some)
+            .map_err(|source| ManifestError::Invalid {
+                url: results.url().to_string(),
+                source,
+            }),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What to plan.
@@ -78,12 +75,45 @@ pub enum PlanError {
     /// Bad input: objects that are not whole records, nothing to plan, bad options.
     #[error("{0}")]
     Input(String),
-    /// The store or the queue failed.
-    #[error("{0}")]
-    Io(String),
+    /// The source or results store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The queue refused a batch of jobs.
+    #[error("enqueueing jobs {first}..{end} of {total}: {source}")]
+    Enqueue {
+        /// First job of the batch (0-based).
+        first: u64,
+        /// One past its last job.
+        end: u64,
+        /// Jobs planned.
+        total: u64,
+        /// The queue's error.
+        source: QueueError,
+    },
     /// A manifest is already there.
     #[error("{0} already exists: this results prefix has a plan; use a new results prefix, or --force to replace it")]
     Exists(String),
+}
+
+impl PlanError {
+    /// `Input` and `Exists` are [`ErrorClass::Usage`]; the store's and queue's own
+    /// class otherwise.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            PlanError::Input(_) | PlanError::Exists(_) => ErrorClass::Usage,
+            PlanError::Store(e) => e.class(),
+            PlanError::Enqueue { source, .. } => source.class(),
+        }
+    }
+
+    /// `rangefleet plan`'s exit code: 2 for bad input or an existing plan, 1 when the
+    /// store or the queue failed.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PlanError::Input(_) | PlanError::Exists(_) => crate::exit::USAGE,
+            PlanError::Store(_) | PlanError::Enqueue { .. } => crate::exit::FAILURE,
+        }
+    }
 }
 
 /// The jobs for `objects` under `source`, interleaved round-robin across partitions so
@@ -168,14 +198,11 @@ pub async fn plan(
     if !force {
         match results.head(MANIFEST).await {
             Ok(_) => return Err(PlanError::Exists(format!("{}{MANIFEST}", results.url()))),
-            Err(crate::store::StoreError::NotFound(_)) => {}
-            Err(e) => return Err(PlanError::Io(e.to_string())),
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    let objects = source
-        .list()
-        .await
-        .map_err(|e| PlanError::Io(e.to_string()))?;
+    let objects = source.list().await?;
     if objects.is_empty() {
         return Err(PlanError::Input(format!(
             "no objects under {} (names starting with _ or . are skipped)",
@@ -192,7 +219,7 @@ pub async fn plan(
         );
     }
     let manifest = Manifest {
-        v: 1,
+        v: crate::contract::manifest::VERSION,
         source: opts.source.clone(),
         processor: opts.processor.name().to_string(),
         record_length: opts.record_length,
@@ -208,7 +235,7 @@ pub async fn plan(
             .collect(),
         jobs: jobs.iter().map(|j| j.job_id.clone()).collect(),
     };
-    let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    let body = manifest.to_bytes();
     // The manifest goes first: if enqueueing stops half-way, reduce names what is missing.
     let written = if force {
         results.put(MANIFEST, body.into()).await.map(|_| true)
@@ -221,7 +248,7 @@ pub async fn plan(
     match written {
         Ok(true) => {}
         Ok(false) => return Err(PlanError::Exists(format!("{}{MANIFEST}", results.url()))),
-        Err(e) => return Err(PlanError::Io(e.to_string())),
+        Err(e) => return Err(e.into()),
     }
     let total = jobs.len() as u64;
     let mut done = 0u64;
@@ -230,13 +257,15 @@ pub async fn plan(
             .iter()
             .map(|j| serde_json::to_string(j).expect("jobs serialise"))
             .collect();
-        queue.enqueue(&bodies).await.map_err(|e| {
-            PlanError::Io(format!(
-                "enqueueing jobs {}..{} of {total}: {e}",
-                done,
-                done + bodies.len() as u64
-            ))
-        })?;
+        queue
+            .enqueue(&bodies)
+            .await
+            .map_err(|source| PlanError::Enqueue {
+                first: done,
+                end: done + bodies.len() as u64,
+                total,
+                source,
+            })?;
         done += bodies.len() as u64;
         progress(done, total);
     }

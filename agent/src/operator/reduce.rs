@@ -10,10 +10,14 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::contract::job;
-use crate::contract::summary::INSTANCES;
-use crate::operator::plan::MANIFEST;
-use crate::process::{ByPartition, Merged, ProcessorKind};
-use crate::store::Store;
+use crate::contract::job::UnknownProcessor;
+use crate::contract::manifest::MANIFEST;
+use crate::contract::result::ResultDoc;
+use crate::contract::summary::{InstanceSummary, INSTANCES};
+use crate::error::ErrorClass;
+use crate::operator::plan::ManifestError;
+use crate::process::{ByPartition, MergeError, Merged, ProcessorKind};
+use crate::store::{Store, StoreError};
 
 /// Result documents read at once.
 const RESULT_READS_AT_ONCE: usize = 32;
@@ -34,7 +38,7 @@ pub struct Reduced {
     /// Second writes refused by the store, from the instance summaries.
     pub redone: u64,
     /// The instance summaries (`_instances/<id>.json`), in key order.
-    pub instances: Vec<Value>,
+    pub instances: Vec<InstanceSummary>,
 }
 
 impl Reduced {
@@ -60,20 +64,80 @@ impl Reduced {
     }
 }
 
+/// Why a reduce stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReduceError {
+    /// The manifest could not be read.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Nothing was planned under the results prefix.
+    #[error("no {MANIFEST} under {url}: run `rangefleet plan` with this --results first")]
+    NoPlan {
+        /// The results prefix.
+        url: String,
+    },
+    /// The manifest names a processor this build does not know.
+    #[error(transparent)]
+    Processor(#[from] UnknownProcessor),
+    /// Listing or reading the results failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A result document that is not JSON.
+    #[error("result {key} is not JSON: {source}")]
+    NotJson {
+        /// Its key under the results prefix.
+        key: String,
+        /// The parser's complaint.
+        source: serde_json::Error,
+    },
+    /// JSON, but not a result document.
+    #[error("result {key} is not a result document: {source}")]
+    NotResult {
+        /// Its key under the results prefix.
+        key: String,
+        /// What does not fit.
+        source: serde_json::Error,
+    },
+    /// A result whose output does not merge.
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+}
+
+impl ReduceError {
+    /// [`ErrorClass::Usage`] when there is no plan or the manifest is not one, the
+    /// store's class when it failed, [`ErrorClass::Job`] for a bad result.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ReduceError::Manifest(e) => e.class(),
+            ReduceError::NoPlan { .. } => ErrorClass::Usage,
+            ReduceError::Store(e) => e.class(),
+            ReduceError::Processor(_)
+            | ReduceError::NotJson { .. }
+            | ReduceError::NotResult { .. }
+            | ReduceError::Merge(_) => ErrorClass::Job,
+        }
+    }
+
+    /// `rangefleet reduce`'s exit code: always 1 (an incomplete but readable run is
+    /// not an error; it exits 3).
+    pub fn exit_code(&self) -> i32 {
+        crate::exit::FAILURE
+    }
+}
+
 /// Reads the manifest, every result and every instance summary under `results`.
-pub async fn reduce(results: &Store) -> Result<Reduced, String> {
+pub async fn reduce(results: &Store) -> Result<Reduced, ReduceError> {
     let manifest = match crate::operator::plan::read_manifest(results).await? {
         Some(m) => m,
         None => {
-            return Err(format!(
-                "no {MANIFEST} under {}: run `rangefleet plan` with this --results first",
-                results.url()
-            ))
+            return Err(ReduceError::NoPlan {
+                url: results.url().to_string(),
+            })
         }
     };
     let kind: ProcessorKind = manifest.processor.parse()?;
     let planned: BTreeSet<&str> = manifest.jobs.iter().map(String::as_str).collect();
-    let listing = results.list().await.map_err(|e| e.to_string())?;
+    let listing = results.list().await?;
     let mut unexpected = Vec::new();
     let mut wanted = Vec::new();
     for obj in &listing {
@@ -89,17 +153,23 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
     // Many small GETs: a few at once, merged in listing order.
     let mut bodies = futures::stream::iter(wanted)
         .map(|(id, key)| async move {
-            let body = results.get(key).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((id, key, body))
+            let body = results.get(key).await?;
+            Ok::<_, StoreError>((id, key, body))
         })
         .buffered(RESULT_READS_AT_ONCE);
     let mut merged = ByPartition::new(kind);
     let mut seen = BTreeSet::new();
     while let Some(r) = bodies.next().await {
         let (id, key, body) = r?;
-        let doc: Value =
-            serde_json::from_slice(&body).map_err(|e| format!("result {key} is not JSON: {e}"))?;
-        merged.add(&id, &doc["output"])?;
+        let doc = ResultDoc::from_slice(&body).map_err(|source| {
+            let key = key.to_string();
+            if source.is_data() {
+                ReduceError::NotResult { key, source }
+            } else {
+                ReduceError::NotJson { key, source }
+            }
+        })?;
+        merged.add(&id, &doc.output)?;
         seen.insert(id);
     }
     let missing: Vec<String> = manifest
@@ -109,10 +179,7 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
         .cloned()
         .collect();
     let instances = instance_summaries(results).await?;
-    let redone = instances
-        .iter()
-        .map(|s| s["redone"].as_u64().unwrap_or(0))
-        .sum();
+    let redone = instances.iter().map(|s| s.redone).sum();
     Ok(Reduced {
         merged,
         planned: manifest.jobs.len() as u64,
@@ -124,17 +191,13 @@ pub async fn reduce(results: &Store) -> Result<Reduced, String> {
     })
 }
 
-/// Every `_instances/<id>.json` under `results`.
-pub async fn instance_summaries(results: &Store) -> Result<Vec<Value>, String> {
+/// Every `_instances/<id>.json` under `results` that reads as a summary.
+pub async fn instance_summaries(results: &Store) -> Result<Vec<InstanceSummary>, StoreError> {
     let mut out = Vec::new();
-    for obj in results
-        .list_under(INSTANCES)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        let body = results.get(&obj.key).await.map_err(|e| e.to_string())?;
-        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-            out.push(v);
+    for obj in results.list_under(INSTANCES).await? {
+        let body = results.get(&obj.key).await?;
+        if let Ok(s) = InstanceSummary::from_slice(&body) {
+            out.push(s);
         }
     }
     Ok(out)

@@ -12,8 +12,12 @@ use serde::Serialize;
 #[cfg(test)]
 use serde_json::json;
 
-use crate::operator::plan::MANIFEST;
-use crate::store::Store;
+use crate::aws::ec2::Ec2;
+use crate::aws::AwsError;
+use crate::contract::manifest::MANIFEST;
+use crate::error::ErrorClass;
+use crate::operator::plan::ManifestError;
+use crate::store::{Store, StoreError};
 
 /// One instance of the fleet, as DescribeInstances reports it.
 pub use crate::aws::ec2::Instance as InstanceRow;
@@ -29,18 +33,54 @@ pub struct Progress {
     pub unexpected: u64,
 }
 
+/// Why a view of `status` could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// EC2 DescribeInstances failed.
+    #[error("failed to describe the fleet's instances: {0}")]
+    Fleet(#[from] AwsError),
+    /// The manifest could not be read.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Nothing was planned under the results prefix.
+    #[error("no {MANIFEST} under {url}: nothing planned there yet")]
+    NoPlan {
+        /// The results prefix.
+        url: String,
+    },
+    /// Listing the results failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StatusError {
+    /// [`ErrorClass::Usage`] when nothing is planned or the manifest is not one,
+    /// [`ErrorClass::Environment`] when EC2 refused, the store's class otherwise.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StatusError::Fleet(_) => ErrorClass::Environment,
+            StatusError::Manifest(e) => e.class(),
+            StatusError::NoPlan { .. } => ErrorClass::Usage,
+            StatusError::Store(e) => e.class(),
+        }
+    }
+
+    /// `rangefleet status`'s exit code: always 1, as it has always been.
+    pub fn exit_code(&self) -> i32 {
+        crate::exit::FAILURE
+    }
+}
+
 /// Lists the instances carrying every tag of `tags`, all pages, sorted by id
 /// (aws-sdk-ec2, standard retries: 3 attempts per page).
-pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRow>, String> {
+pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRow>, StatusError> {
     let retry = crate::aws::standard_retry(
         3,
         std::time::Duration::from_millis(500),
         std::time::Duration::from_secs(5),
     );
-    let client = crate::aws::ec2::Ec2::from_env(None, retry).await;
-    client.describe_instances(tags).await.map_err(|e| {
-        format!("failed to describe the fleet's instances: {e} (check the credentials, AWS_REGION, and ec2:DescribeInstances on the caller's policy)")
-    })
+    let client = Ec2::from_env(None, retry).await;
+    Ok(client.describe_instances(tags).await?)
 }
 
 /// An instance whose agent gave up, from the `failure` of its summary.
@@ -58,39 +98,38 @@ pub struct FailedInstance {
 
 /// The instances under `results` whose summary (`_instances/<id>.json`) has a
 /// `failure`, in instance id order.
-pub async fn failed_instances(results: &Store) -> Result<Vec<FailedInstance>, String> {
+pub async fn failed_instances(results: &Store) -> Result<Vec<FailedInstance>, StatusError> {
     let summaries = crate::operator::reduce::instance_summaries(results).await?;
-    let mut out: Vec<FailedInstance> = summaries.iter().filter_map(failed).collect();
+    let mut out: Vec<FailedInstance> = summaries
+        .into_iter()
+        .filter_map(|s| {
+            let f = s.failure?;
+            Some(FailedInstance {
+                instance_id: s.instance_id,
+                kind: f.kind,
+                reason: f.reason,
+                at: (!f.at.is_empty()).then_some(f.at),
+            })
+        })
+        .collect();
     out.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     Ok(out)
 }
 
-fn failed(summary: &serde_json::Value) -> Option<FailedInstance> {
-    let f = summary.get("failure")?.as_object()?;
-    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
-    Some(FailedInstance {
-        instance_id: text(summary.get("instance_id")).unwrap_or_else(|| "?".into()),
-        kind: text(f.get("kind")).unwrap_or_default(),
-        reason: text(f.get("reason")).unwrap_or_default(),
-        at: text(f.get("at")),
-    })
-}
-
 /// Planned jobs (from `_plan.json`) against result documents under `results`.
-pub async fn progress(results: &Store) -> Result<Progress, String> {
+pub async fn progress(results: &Store) -> Result<Progress, StatusError> {
     let manifest = match crate::operator::plan::read_manifest(results).await? {
         Some(m) => m,
         None => {
-            return Err(format!(
-                "no {MANIFEST} under {}: nothing planned there yet",
-                results.url()
-            ))
+            return Err(StatusError::NoPlan {
+                url: results.url().to_string(),
+            })
         }
     };
     let planned: BTreeSet<&str> = manifest.jobs.iter().map(String::as_str).collect();
     let mut done = 0;
     let mut unexpected = 0;
-    for obj in results.list().await.map_err(|e| e.to_string())? {
+    for obj in results.list().await? {
         let Some(id) = crate::contract::job::job_id_of_result(&obj.key) else {
             continue;
         };

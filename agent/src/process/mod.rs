@@ -66,6 +66,25 @@ pub enum Merged {
     Exec(std::collections::BTreeMap<String, Value>),
 }
 
+/// A job's output that is not its processor's shape.
+#[derive(Debug, thiserror::Error)]
+#[error("{job_id}: not a {} output: {source}", processor.name())]
+pub struct MergeError {
+    /// The job whose output it is.
+    pub job_id: String,
+    /// The processor whose shape it should have.
+    pub processor: ProcessorKind,
+    /// What does not fit.
+    pub source: serde_json::Error,
+}
+
+impl MergeError {
+    /// Always [`crate::error::ErrorClass::Job`]: that output will never merge.
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Job
+    }
+}
+
 impl Merged {
     /// An empty merge for `kind`.
     pub fn new(kind: ProcessorKind) -> Merged {
@@ -77,17 +96,16 @@ impl Merged {
     }
 
     /// One job's output, read as `kind`'s.
-    pub fn of(kind: ProcessorKind, job_id: &str, output: &Value) -> Result<Merged, String> {
+    pub fn of(kind: ProcessorKind, job_id: &str, output: &Value) -> Result<Merged, MergeError> {
         use serde::Deserialize;
+        let bad = |source| MergeError {
+            job_id: job_id.to_string(),
+            processor: kind,
+            source,
+        };
         Ok(match kind {
-            ProcessorKind::Count => Merged::Count(
-                CountStats::deserialize(output)
-                    .map_err(|e| format!("{job_id}: not a count output: {e}"))?,
-            ),
-            ProcessorKind::TaxiStats => Merged::Taxi(
-                TaxiStats::deserialize(output)
-                    .map_err(|e| format!("{job_id}: not a taxi-stats output: {e}"))?,
-            ),
+            ProcessorKind::Count => Merged::Count(CountStats::deserialize(output).map_err(bad)?),
+            ProcessorKind::TaxiStats => Merged::Taxi(TaxiStats::deserialize(output).map_err(bad)?),
             ProcessorKind::Exec => Merged::Exec([(job_id.to_string(), output.clone())].into()),
         })
     }
@@ -105,7 +123,7 @@ impl Merged {
     }
 
     /// Adds one job's output.
-    pub fn add(&mut self, job_id: &str, output: &Value) -> Result<(), String> {
+    pub fn add(&mut self, job_id: &str, output: &Value) -> Result<(), MergeError> {
         let one = Merged::of(self.kind(), job_id, output)?;
         self.merge(&one);
         Ok(())
@@ -151,7 +169,7 @@ impl ByPartition {
     }
 
     /// Adds one job's output to its partition and to the total, reading it once.
-    pub fn add(&mut self, job_id: &str, output: &Value) -> Result<(), String> {
+    pub fn add(&mut self, job_id: &str, output: &Value) -> Result<(), MergeError> {
         let kind = self.total.kind();
         let one = Merged::of(kind, job_id, output)?;
         self.partitions

@@ -3,6 +3,7 @@
 //! One seam, two real implementations: SQS for fleets (`https://sqs…` or any http(s)
 //! URL) and SQLite for one machine (`sqlite:///path/to/queue.db`).
 
+use crate::error::ErrorClass;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -49,6 +50,19 @@ pub enum QueueError {
     BadUrl(String),
 }
 
+impl QueueError {
+    /// `Retryable` and `LeaseLost` (another attempt follows) are
+    /// [`ErrorClass::Retryable`], `Fault` [`ErrorClass::Environment`], `BadUrl`
+    /// [`ErrorClass::Usage`].
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            QueueError::Retryable(_) | QueueError::LeaseLost(_) => ErrorClass::Retryable,
+            QueueError::Fault(_) => ErrorClass::Environment,
+            QueueError::BadUrl(_) => ErrorClass::Usage,
+        }
+    }
+}
+
 /// The queue seam. Implementations: `sqlite::SqliteQueue`, `sqs::SqsQueue`, `fake::FakeQueue`.
 #[async_trait]
 pub trait Queue: Send + Sync {
@@ -73,6 +87,7 @@ pub trait Queue: Send + Sync {
     async fn stats(&self) -> Result<QueueStats, QueueError>;
 }
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod open;
 pub mod sqlite;

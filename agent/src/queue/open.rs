@@ -33,20 +33,53 @@ fn is_aws_host(host: &str) -> bool {
     AWS_SUFFIXES.iter().any(|s| host.ends_with(s))
 }
 
-/// Opens the queue `url` names; `region` overrides the AWS region for SQS.
-///
-/// `sqlite:///abs/path.db` opens (and creates, with its folder) a SQLite queue. Any
-/// `http://` or `https://` URL is an SQS queue URL; the client comes from aws-config's
-/// default chain, so `AWS_REGION`, `AWS_ENDPOINT_URL` and the usual credentials apply.
-pub async fn open(url: &str, region: Option<&str>) -> Result<Arc<dyn Queue>, QueueError> {
+/// What a queue URL names, once checked.
+enum Target {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// An SQS queue URL with a host and a queue path.
+    Sqs(url::Url),
+}
+
+/// Checks a queue URL without opening anything: `Ok` exactly when [`open`] would get
+/// past the URL (the config check calls this, so `userdata check` and the agent agree).
+pub fn check_url(url: &str) -> Result<(), QueueError> {
+    target(url).map(|_| ())
+}
+
+/// The one parser of queue URLs: `sqlite:///abs/path.db` or an http(s) SQS queue URL.
+fn target(url: &str) -> Result<Target, QueueError> {
     let parsed = url::Url::parse(url).map_err(|e| {
         QueueError::BadUrl(format!(
             "queue URL {url:?} does not parse ({e}); {ACCEPTED}"
         ))
     })?;
     match parsed.scheme() {
-        "sqlite" => {
-            let path = sqlite_path(url, &parsed)?;
+        "sqlite" => Ok(Target::Sqlite(sqlite_path(url, &parsed)?)),
+        "http" | "https" => {
+            if parsed.host_str().is_none_or(str::is_empty)
+                || parsed.path().trim_matches('/').is_empty()
+            {
+                return Err(QueueError::BadUrl(format!(
+                    "queue URL {url:?} has no host or no queue path; {ACCEPTED}"
+                )));
+            }
+            Ok(Target::Sqs(parsed))
+        }
+        other => Err(QueueError::BadUrl(format!(
+            "queue URL {url:?} has scheme {other:?}; {ACCEPTED}"
+        ))),
+    }
+}
+
+/// Opens the queue `url` names; `region` overrides the AWS region for SQS.
+///
+/// `sqlite:///abs/path.db` opens (and creates, with its folder) a SQLite queue. Any
+/// `http://` or `https://` URL is an SQS queue URL; the client comes from aws-config's
+/// default chain, so `AWS_REGION`, `AWS_ENDPOINT_URL` and the usual credentials apply.
+pub async fn open(url: &str, region: Option<&str>) -> Result<Arc<dyn Queue>, QueueError> {
+    match target(url)? {
+        Target::Sqlite(path) => {
             let q = tokio::task::spawn_blocking(move || {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| {
@@ -63,14 +96,7 @@ pub async fn open(url: &str, region: Option<&str>) -> Result<Arc<dyn Queue>, Que
             .map_err(|e| QueueError::Fault(format!("failed to open SQLite queue {url}: {e}")))??;
             Ok(Arc::new(q))
         }
-        "http" | "https" => {
-            if parsed.host_str().is_none_or(str::is_empty)
-                || parsed.path().trim_matches('/').is_empty()
-            {
-                return Err(QueueError::BadUrl(format!(
-                    "queue URL {url:?} has no host or no queue path; {ACCEPTED}"
-                )));
-            }
+        Target::Sqs(parsed) => {
             let host = parsed.host_str().unwrap_or_default();
             let mut loader = aws_config::defaults(BehaviorVersion::latest());
             // An explicit region wins; else an AWS queue URL says where the queue is
@@ -88,9 +114,6 @@ pub async fn open(url: &str, region: Option<&str>) -> Result<Arc<dyn Queue>, Que
             let client = aws_sdk_sqs::Client::from_conf(sqs.build());
             Ok(Arc::new(SqsQueue::new(client, url)))
         }
-        other => Err(QueueError::BadUrl(format!(
-            "queue URL {url:?} has scheme {other:?}; {ACCEPTED}"
-        ))),
     }
 }
 
@@ -113,18 +136,28 @@ fn sqlite_path(url: &str, parsed: &url::Url) -> Result<PathBuf, QueueError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// URLs `open` refuses; `boot::config` tests that a config with any of them is refused too.
+    pub(crate) const REFUSED: [&str; 8] = [
+        "s3://bucket/q",
+        "queue.db",
+        "sqlite://relative/q.db",
+        "sqlite:///tmp/",
+        "sqlite:///",
+        "sqlite:///tmp/q.db?mode=ro",
+        "https://",
+        "https://sqs.eu-west-1.amazonaws.com/",
+    ];
 
     #[tokio::test]
     async fn other_schemes_are_bad_urls_listing_the_accepted_forms() {
-        for url in [
-            "s3://bucket/q",
-            "queue.db",
-            "sqlite://relative/q.db",
-            "sqlite:///tmp/",
-            "https://",
-        ] {
+        for url in REFUSED {
+            assert!(
+                matches!(check_url(url), Err(QueueError::BadUrl(_))),
+                "{url}"
+            );
             match open(url, None).await {
                 Err(QueueError::BadUrl(m)) => assert!(m.contains("sqlite:///"), "{m}"),
                 Err(e) => panic!("{url}: expected BadUrl, got {e:?}"),

@@ -13,6 +13,7 @@
 
 mod aws;
 mod carry;
+#[cfg(any(test, feature = "test-util"))]
 pub mod faulty;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
+#[cfg(any(test, feature = "test-util"))]
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -32,9 +34,11 @@ use object_store::{
 use url::Url;
 
 pub use aws::S3Settings;
+#[cfg(any(test, feature = "test-util"))]
 pub use faulty::{FaultyObjectStore, GetFault};
 
 use crate::contract::range::RecordRange;
+use crate::error::ErrorClass;
 use carry::{push_rechunked, RecordCarry};
 
 /// Size of the positioned reads made for `file://` objects. `object_store`'s own file
@@ -66,6 +70,16 @@ impl StoreError {
     /// True for [`StoreError::Retryable`].
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Retryable(_))
+    }
+
+    /// The worker's class: `Retryable` is [`ErrorClass::Retryable`], `Fault`
+    /// [`ErrorClass::Environment`], `Permanent` and `NotFound` [`ErrorClass::Job`].
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Retryable(_) => ErrorClass::Retryable,
+            StoreError::Fault(_) => ErrorClass::Environment,
+            StoreError::Permanent(_) | StoreError::NotFound(_) => ErrorClass::Job,
+        }
     }
 }
 
@@ -138,6 +152,7 @@ impl Store {
     }
 
     /// An empty in-memory store (`memory:///`), for tests.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn memory() -> Store {
         Store::from_object_store(Arc::new(InMemory::new()), "memory:///")
     }
@@ -164,6 +179,7 @@ impl Store {
 
     /// Tests: re-chunk everything that reaches a read's sink into pieces of `n` bytes
     /// before record alignment, so every chunk boundary can be exercised.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn with_chunk_size(mut self, n: usize) -> Store {
         self.chunk_size = Some(n.max(1));
         self
@@ -473,57 +489,75 @@ fn pread(file: &std::fs::File, offset: u64, n: usize, buf: &mut Vec<u8>) -> std:
     Ok(())
 }
 
+/// Text that marks a refused range. `object_store` keeps the status (`RetryError`) and
+/// its own range error (`InvalidGetRange`) private, so only the message says it.
+const RANGE_TEXT: [&str; 5] = [
+    "status code: 416",
+    "invalidrange",
+    "invalid range",
+    "wanted range starting",
+    "requested range",
+];
+
 fn is_range_error(e: &object_store::Error) -> bool {
     let m = crate::error::full_message(e).to_ascii_lowercase();
-    m.contains("status code: 416")
-        || m.contains("invalidrange")
-        || m.contains("invalid range")
-        || m.contains("wanted range starting")
-        || m.contains("requested range")
+    RANGE_TEXT.iter().any(|t| m.contains(t))
 }
 
-/// Sorts an `object_store` error into the worker's classes (DESIGN 4). Statuses are
-/// only visible in the message (`RetryError` is private to `object_store`).
+/// Text in an otherwise untyped (`Generic`) error that means the agent's environment is
+/// wrong: a malformed or refused signature, the wrong region, missing permissions,
+/// expired or invalid credentials, a bucket that does not exist.
+const FAULT_TEXT: [&str; 12] = [
+    "authorizationheadermalformed",
+    "permanentredirect",
+    "incorrectly configured region",
+    "status code: 301",
+    "status code: 401",
+    "status code: 403",
+    "accessdenied",
+    "invalidaccesskeyid",
+    "signaturedoesnotmatch",
+    "expiredtoken",
+    "invalidtoken",
+    "nosuchbucket",
+];
+
+/// Sorts an `object_store` error into the worker's classes (DESIGN 4): by its variant
+/// where the variant says enough, and only for `Generic` errors by their text (the
+/// HTTP status is inside the message: `RetryError` is private to `object_store`).
 fn classify(e: &object_store::Error, what: &str) -> StoreError {
     use object_store::Error as E;
     let msg = format!("{what}: {}", crate::error::full_message(e));
     match e {
-        E::NotFound { .. } => return StoreError::NotFound(msg),
-        E::Precondition { .. } | E::NotModified { .. } => {
-            return StoreError::Permanent(format!(
-                "{what}: object changed since the plan (its ETag no longer matches): {}",
-                crate::error::full_message(e)
-            ))
-        }
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => return StoreError::Fault(msg),
+        E::NotFound { .. } => StoreError::NotFound(msg),
+        E::Precondition { .. } | E::NotModified { .. } => StoreError::Permanent(format!(
+            "{what}: object changed since the plan (its ETag no longer matches): {}",
+            crate::error::full_message(e)
+        )),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => StoreError::Fault(msg),
         E::InvalidPath { .. } | E::NotSupported { .. } | E::NotImplemented { .. } => {
-            return StoreError::Permanent(msg)
+            StoreError::Permanent(msg)
         }
-        E::Generic { store, .. } if *store == aws::CREDENTIALS => return StoreError::Fault(msg),
-        _ => {}
+        E::Generic { store, .. } if *store == aws::CREDENTIALS => StoreError::Fault(msg),
+        // Only `put_create` writes conditionally, and it answers a conflict itself.
+        E::AlreadyExists { .. } => StoreError::Permanent(msg),
+        E::UnknownConfigurationKey { .. } => StoreError::Fault(msg),
+        // `Generic` (an HTTP status, a transport error), a failed blocking task, and
+        // variants added later: only their text says more.
+        _ => classify_text(msg, e),
     }
+}
+
+/// The text rules, for errors whose variant says nothing more.
+fn classify_text(msg: String, e: &object_store::Error) -> StoreError {
     let lower = msg.to_ascii_lowercase();
-    const FAULTS: [&str; 12] = [
-        "authorizationheadermalformed",
-        "permanentredirect",
-        "incorrectly configured region",
-        "status code: 301",
-        "status code: 401",
-        "status code: 403",
-        "accessdenied",
-        "invalidaccesskeyid",
-        "signaturedoesnotmatch",
-        "expiredtoken",
-        "invalidtoken",
-        "nosuchbucket",
-    ];
-    if FAULTS.iter().any(|f| lower.contains(f)) {
-        return StoreError::Fault(msg);
+    if FAULT_TEXT.iter().any(|f| lower.contains(f)) {
+        StoreError::Fault(msg)
+    } else if is_range_error(e) || lower.contains("status code: 4") {
+        StoreError::Permanent(msg)
+    } else {
+        StoreError::Retryable(msg)
     }
-    if is_range_error(e) || lower.contains("status code: 4") {
-        return StoreError::Permanent(msg);
-    }
-    StoreError::Retryable(msg)
 }
 
 /// Retries for HTTP stores: up to 4 more tries per request (body resumes included),
@@ -719,6 +753,7 @@ impl StoreCache {
     }
 
     /// Puts a ready store in the cache (tests hand in fakes this way).
+    #[cfg(any(test, feature = "test-util"))]
     pub async fn insert(&self, base_url: &str, store: Store) {
         self.stores.lock().await.insert(base_url.to_string(), store);
     }

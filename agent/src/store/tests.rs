@@ -383,6 +383,126 @@ fn errors_are_classified_from_their_messages() {
     assert!(matches!(classify(&creds, "s3://b/k"), StoreError::Fault(_)));
 }
 
+/// One case per text rule left in `classify` (`FAULT_TEXT`, `RANGE_TEXT`, any other
+/// 4xx), each inside a `Generic` error, whose variant says nothing.
+#[test]
+fn every_text_rule_has_a_case() {
+    let c = |m: &str| {
+        classify(
+            &object_store::Error::Generic {
+                store: "S3",
+                source: m.to_string().into(),
+            },
+            "s3://b/k",
+        )
+    };
+    let faults = [
+        "Server returned non-2xx status code: 400 Bad Request: <Code>AuthorizationHeaderMalformed</Code>",
+        "Server returned non-2xx status code: 301 Moved Permanently: <Code>PermanentRedirect</Code>",
+        "Received redirect without LOCATION, this normally indicates an incorrectly configured region",
+        "Server returned non-2xx status code: 301 Moved Permanently",
+        "Server returned non-2xx status code: 401 Unauthorized",
+        "Server returned non-2xx status code: 403 Forbidden",
+        "Server returned error response: <Code>AccessDenied</Code>",
+        "Server returned error response: <Code>InvalidAccessKeyId</Code>",
+        "Server returned error response: <Code>SignatureDoesNotMatch</Code>",
+        "Server returned error response: <Code>ExpiredToken</Code>",
+        "Server returned error response: <Code>InvalidToken</Code>",
+        "Server returned error response: <Code>NoSuchBucket</Code>",
+    ];
+    assert_eq!(faults.len(), FAULT_TEXT.len());
+    for (m, rule) in faults.iter().zip(FAULT_TEXT) {
+        assert!(
+            m.to_ascii_lowercase().contains(rule),
+            "{m} is {rule}'s case"
+        );
+        let e = c(m);
+        assert!(matches!(e, StoreError::Fault(_)), "{m}: {e:?}");
+        assert_eq!(e.class(), crate::error::ErrorClass::Environment);
+    }
+    let ranges = [
+        "Server returned non-2xx status code: 416 Range Not Satisfiable",
+        "Server returned error response: <Code>InvalidRange</Code>",
+        "invalid range bytes=100-200",
+        "Wanted range starting at 400, but object was only 160 bytes long",
+        "Requested range was invalid",
+    ];
+    assert_eq!(ranges.len(), RANGE_TEXT.len());
+    for (m, rule) in ranges.iter().zip(RANGE_TEXT) {
+        assert!(
+            m.to_ascii_lowercase().contains(rule),
+            "{m} is {rule}'s case"
+        );
+        let e = c(m);
+        assert!(matches!(e, StoreError::Permanent(_)), "{m}: {e:?}");
+        assert_eq!(e.class(), crate::error::ErrorClass::Job);
+    }
+    let other_4xx =
+        c("Server returned non-2xx status code: 400 Bad Request: <Code>InvalidArgument</Code>");
+    assert!(
+        matches!(other_4xx, StoreError::Permanent(_)),
+        "{other_4xx:?}"
+    );
+    let fallback = c("Server returned non-2xx status code: 500 Internal Server Error");
+    assert!(matches!(fallback, StoreError::Retryable(_)), "{fallback:?}");
+    assert_eq!(fallback.class(), crate::error::ErrorClass::Retryable);
+}
+
+#[test]
+fn typed_errors_are_classified_by_their_variant() {
+    use object_store::Error as E;
+    let src = || -> Box<dyn std::error::Error + Send + Sync> {
+        // Text that would sort otherwise: the variant must win.
+        "status code: 403 AccessDenied".into()
+    };
+    let path = || "k".to_string();
+    let c = |e: E| classify(&e, "s3://b/k");
+    assert!(matches!(
+        c(E::NotFound {
+            path: path(),
+            source: src()
+        }),
+        StoreError::NotFound(_)
+    ));
+    for e in [
+        E::Precondition {
+            path: path(),
+            source: src(),
+        },
+        E::NotModified {
+            path: path(),
+            source: src(),
+        },
+        E::AlreadyExists {
+            path: path(),
+            source: src(),
+        },
+        E::NotSupported { source: src() },
+        E::NotImplemented {
+            operation: "copy".into(),
+            implementer: "test".into(),
+        },
+    ] {
+        assert!(matches!(c(e), StoreError::Permanent(_)));
+    }
+    for e in [
+        E::PermissionDenied {
+            path: path(),
+            source: "no".into(),
+        },
+        E::Unauthenticated {
+            path: path(),
+            source: "no".into(),
+        },
+        E::UnknownConfigurationKey {
+            store: "S3",
+            key: "nope".into(),
+        },
+    ] {
+        assert!(matches!(c(e), StoreError::Fault(_)));
+    }
+}
+
 #[tokio::test]
 async fn the_cache_keeps_one_store_per_base() {
     let cache = StoreCache::default();

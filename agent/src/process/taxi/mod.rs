@@ -45,7 +45,9 @@ impl TaxiStats {
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
             let whole = buf.len() - buf.len() % RECORD_LENGTH;
-            // SAFETY: the CPU supports AVX2, checked at run time just above.
+            // SAFETY: both preconditions hold: the CPU supports AVX2 (checked at run
+            // time just above), and `buf[..whole]` is a whole number of records
+            // (`whole` is `buf.len()` rounded down to a multiple of RECORD_LENGTH).
             unsafe { avx2::add_whole_records(self, &buf[..whole]) };
             if whole != buf.len() {
                 self.bad_records = self.bad_records.wrapping_add(1);
@@ -237,13 +239,24 @@ pub(crate) mod avx2 {
     /// Adds `buf`, which must hold whole records, to `stats`.
     ///
     /// # Safety
-    /// The CPU must support AVX2.
+    ///
+    /// The caller must make sure that:
+    ///
+    /// - the CPU supports AVX2 (see [`available`]): the function is compiled with
+    ///   `target_feature(enable = "avx2")`, and running it on a CPU without AVX2 is
+    ///   undefined behaviour;
+    /// - `buf.len()` is a multiple of [`RECORD_LENGTH`] (whole records only): every
+    ///   record is read with unchecked loads at offsets up to `RECORD_LENGTH - 1`, so a
+    ///   trailing partial record would be read past the end of `buf`. This is only
+    ///   checked by a `debug_assert!`.
     #[target_feature(enable = "avx2")]
     pub(crate) unsafe fn add_whole_records(stats: &mut TaxiStats, buf: &[u8]) {
         debug_assert_eq!(buf.len() % RECORD_LENGTH, 0);
         let ld = |a: &[u8]| -> __m256i {
-            debug_assert!(a.len() >= 32);
-            // SAFETY: every caller passes at least 32 readable bytes.
+            // Only ever called on the constant tables below, so this check is free.
+            assert!(a.len() >= 32);
+            // SAFETY: `a` has at least 32 readable bytes (asserted just above), and
+            // `loadu` has no alignment requirement.
             unsafe { _mm256_loadu_si256(a.as_ptr().cast()) }
         };
         let t0 = ld(&TEMPLATE[..]);
@@ -270,10 +283,17 @@ pub(crate) mod avx2 {
             let mut acc1 = _mm256_setzero_si256();
             let mut acc2 = _mm256_setzero_si256();
             let mut p = block.as_ptr();
-            // SAFETY: `p` walks the block record by record and stops at its end;
-            // every load and read below is inside the current 80-byte record.
+            // SAFETY: `block.len()` bytes from its start is one past its end, which is
+            // in bounds of the same allocation.
             let end = unsafe { p.add(block.len()) };
             while p < end {
+                // SAFETY: `block` is a whole number of records (the caller's
+                // precondition: `buf` is, and blocks are cut at multiples of
+                // RECORD_LENGTH), and `p` is at the start of one of them (it starts at
+                // the block's start and moves by RECORD_LENGTH while `p < end`), so
+                // `p..p + RECORD_LENGTH` is readable. The three 32-byte loads end at
+                // offsets 32, 64 and 80 = RECORD_LENGTH; PICKUP_HOUR + 1 and
+                // PAYMENT_TYPE are below RECORD_LENGTH. `loadu` needs no alignment.
                 let (b0, b1, b2, hour, pay) = unsafe {
                     (
                         _mm256_loadu_si256(p.cast()),
@@ -305,10 +325,14 @@ pub(crate) mod avx2 {
                 } else {
                     bad += 1;
                 }
+                // SAFETY: `p` is at the start of a whole record of `block`, so `p` plus
+                // one record is at most `end`, one past the block's end.
                 p = unsafe { p.add(RECORD_LENGTH) };
             }
             let mut s1 = [0u8; 32];
             let mut s2 = [0u8; 32];
+            // SAFETY: `s1` and `s2` are 32 writable bytes each, the size of one
+            // vector; `storeu` needs no alignment.
             unsafe {
                 _mm256_storeu_si256(s1.as_mut_ptr().cast(), acc1);
                 _mm256_storeu_si256(s2.as_mut_ptr().cast(), acc2);
@@ -374,7 +398,8 @@ mod tests {
         if avx2::available() {
             let whole = buf.len() - buf.len() % RECORD_LENGTH;
             let mut direct = TaxiStats::default();
-            // SAFETY: AVX2 is available, checked just above.
+            // SAFETY: AVX2 is available (checked just above) and `buf[..whole]` is
+            // whole records (`whole` is rounded down to a multiple of RECORD_LENGTH).
             unsafe { avx2::add_whole_records(&mut direct, &buf[..whole]) };
             direct.bad_records += u64::from(whole != buf.len());
             assert_eq!(direct, reference, "avx2");
