@@ -1,6 +1,7 @@
 #!/bin/bash
 # rangefleet-install: download the rangefleet binary, check its sha256 and
-# install it, then install and start the agent's systemd unit.
+# install it, then install the agent's systemd unit and journal catalog and
+# start the unit.
 #
 # cloud-init writes this file to /usr/local/sbin/rangefleet-install and runs it
 # from runcmd. It fails closed: on any download or checksum failure nothing is
@@ -10,12 +11,16 @@
 # makes that a termination; the group replaces it), unless --no-start.
 #
 # usage: rangefleet-install --url URL --sha256 HEX [--dest PATH]
-#            [--unit-src FILE] [--unit-dir DIR] [--attempts N] [--no-start]
+#            [--unit-src FILE] [--unit-dir DIR] [--catalog-src FILE]
+#            [--catalog-dir DIR] [--attempts N] [--no-start]
 #
 #   --url       https://... (curl) or s3://bucket/key (aws CLI, instance role).
 #               http:// is accepted too: the sha256 pins the bytes either way.
-#   --no-start  install files only; skip daemon-reload and enable --now, and
-#               never power off (also RANGEFLEET_INSTALL_NO_START=1). Used by tests.
+#   --catalog-src  the journal catalog (what each MESSAGE_ID means), installed
+#               into --catalog-dir (/usr/lib/systemd/catalog) as rangefleet.catalog.
+#   --no-start  install files only; skip journalctl --update-catalog,
+#               daemon-reload and enable --now (also RANGEFLEET_INSTALL_NO_START=1).
+#               Used by tests. Also: never power off.
 #
 # The agent's OnFailure= unit, rangefleet-agent-failed.service, is installed
 # from the folder of --unit-src too.
@@ -34,6 +39,8 @@ unit_dir=/etc/systemd/system
 unit_name=rangefleet-agent.service
 failed_unit_name=rangefleet-agent-failed.service
 power_off_cmd="${RANGEFLEET_INSTALL_POWER_OFF:-systemctl poweroff --no-block}"
+catalog_src=/usr/local/share/rangefleet/rangefleet.catalog
+catalog_dir=/usr/lib/systemd/catalog
 attempts=8
 no_start="${RANGEFLEET_INSTALL_NO_START:-0}"
 backoff_base="${RANGEFLEET_INSTALL_BACKOFF_BASE:-2}"
@@ -71,6 +78,8 @@ while [ $# -gt 0 ]; do
 	--dest) dest="${2:?--dest needs a value}"; shift 2 ;;
 	--unit-src) unit_src="${2:?--unit-src needs a value}"; shift 2 ;;
 	--unit-dir) unit_dir="${2:?--unit-dir needs a value}"; shift 2 ;;
+	--catalog-src) catalog_src="${2:?--catalog-src needs a value}"; shift 2 ;;
+	--catalog-dir) catalog_dir="${2:?--catalog-dir needs a value}"; shift 2 ;;
 	--attempts) attempts="${2:?--attempts needs a value}"; shift 2 ;;
 	--no-start) no_start=1; shift ;;
 	-h | --help) usage ;;
@@ -108,6 +117,7 @@ fetch_once() {
 [ -f "$unit_src" ] || die "unit file $unit_src not found; nothing installed"
 failed_unit_src="$(dirname -- "$unit_src")/$failed_unit_name"
 [ -f "$failed_unit_src" ] || die "unit file $failed_unit_src not found; nothing installed"
+[ -f "$catalog_src" ] || die "journal catalog $catalog_src not found; nothing installed"
 
 dest_dir="$(dirname -- "$dest")"
 mkdir -p -- "$dest_dir"
@@ -148,9 +158,21 @@ install -m 0644 -- "$failed_unit_src" "$unit_dir/$failed_unit_name"
 install -m 0644 -- "$unit_src" "$unit_dir/$unit_name"
 log "installed $unit_dir/$unit_name and $unit_dir/$failed_unit_name"
 
+mkdir -p -- "$catalog_dir"
+install -m 0644 -- "$catalog_src" "$catalog_dir/rangefleet.catalog"
+log "installed $catalog_dir/rangefleet.catalog"
+
 if [ "$no_start" = 1 ]; then
-	log "--no-start: not enabling $unit_name"
+	log "--no-start: not updating the journal catalog, not enabling $unit_name"
 	exit 0
+fi
+
+# A catalog that does not build costs `journalctl -x` its explanations, not
+# the agent its start: say so and go on.
+if journalctl --update-catalog; then
+	log "updated the journal catalog (journalctl -x explains the agent's events)"
+else
+	log "warning: journalctl --update-catalog failed; journalctl -x will lack the agent's explanations"
 fi
 
 systemctl daemon-reload

@@ -1,6 +1,6 @@
 # The job queue and its dead-letter queue. The agent dead-letters a job itself
 # at its 5th receive; the redrive (20 receives) is the backstop, since releases
-# count as receives too (DESIGN.md section 4).
+# count as receives too (docs/architecture.md#defaults).
 
 # Dead letters wait for a person, so the DLQ keeps them as long as SQS allows
 # (14 days), whatever the job queue's retention. Jobs the agent dead-letters

@@ -1,6 +1,6 @@
 # Every input has a type, a description and a validation, so mistakes stop at
-# plan time rather than on a booting instance. Agent settings mirror DESIGN.md
-# section 5.4 and are checked again by terraform/modules/userdata.
+# plan time rather than on a booting instance. Agent settings mirror docs/config.md
+# and are checked again by terraform/modules/userdata.
 
 variable "name" {
   description = "Name of the fleet: prefix for every resource and the value of the rangefleet:fleet tag."

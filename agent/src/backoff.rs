@@ -1,7 +1,7 @@
 //! Full-jitter exponential backoff: each pause is uniform in `[0, min(cap, base × 2^n))`.
 //!
 //! Full jitter spreads a fleet's retries evenly instead of in waves, which is what a
-//! thousand instances booting together need. The IMDS schedule (DESIGN 4) is base
+//! thousand instances booting together need. The IMDS schedule (docs/architecture.md#defaults) is base
 //! 250 ms, cap 10 s: pauses drawn from [0, 0.25), [0, 0.5), [0, 1), [0, 2), [0, 4),
 //! [0, 8) and then [0, 10) seconds, until the caller's deadline.
 

@@ -1,4 +1,4 @@
-//! Exit codes of the `rangefleet` binary (DESIGN 5.6).
+//! Exit codes of the `rangefleet` binary (docs/cli.md).
 
 /// Success.
 pub const OK: i32 = 0;

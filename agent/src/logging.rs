@@ -64,13 +64,41 @@ pub enum LogFormat {
     Journald,
 }
 
-/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
+/// `--log-level`: how much to log when `RUST_LOG` is not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default: what an operator wants in the journal.
+    Info,
+    /// Every job's lines too.
+    Debug,
+    /// Everything (secret-bearing crates stay capped at debug).
+    Trace,
+}
+
+impl LogLevel {
+    fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Installs the global subscriber. `RUST_LOG` filters when set, else `level`.
 ///
 /// Never fails: when journald is asked for but its socket cannot be reached, logs go
 /// to stderr as text, after one warning saying why.
-pub fn init(format: LogFormat) {
+pub fn init(format: LogFormat, level: LogLevel) {
     let filter = || {
-        let mut f = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let mut f =
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.directive()));
         for krate in SECRET_BEARING {
             if let Ok(d) = format!("{krate}=debug").parse() {
                 f = f.add_directive(d);

@@ -3,6 +3,7 @@
 //! is about what the queue and the results saw, and when.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -201,7 +202,7 @@ async fn a_notice_while_long_jobs_run_releases_them_at_once_and_another_agent_fi
             *at - notice
         );
     }
-    assert_eq!(out.counters.to_json()["done"], 0);
+    assert_eq!(out.counters.done.load(Ordering::Relaxed), 0);
     assert_eq!(out.drain.unwrap().kind, "spot-interruption");
 
     // Another agent takes them at once and finishes them well inside half a lease.
@@ -211,7 +212,7 @@ async fn a_notice_while_long_jobs_run_releases_them_at_once_and_another_agent_fi
         .await
         .unwrap();
     assert!(Instant::now() - rescue_started < Duration::from_secs(150));
-    assert_eq!(out.counters.to_json()["done"], f.jobs as u64);
+    assert_eq!(out.counters.done.load(Ordering::Relaxed), f.jobs as u64);
     let (total, docs) = merged(&f).await;
     assert_eq!(total, f.expected, "exact totals");
     assert_eq!(docs.len(), f.jobs, "coverage complete");
@@ -248,9 +249,13 @@ async fn a_notice_while_short_jobs_run_lets_them_finish_then_exits() {
     let leases_before = rec.leases.lock().unwrap().len();
     control.drain(Instant::now() + Duration::from_secs(120), spot());
     let out = run.await.unwrap().unwrap();
-    let c = out.counters.to_json();
-    assert_eq!(c["released"], 0);
-    assert_eq!(c["done"], 2, "the two jobs in flight finished");
+    let c = &out.counters;
+    assert_eq!(c.released.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        c.done.load(Ordering::Relaxed),
+        2,
+        "the two jobs in flight finished"
+    );
     assert_eq!(
         rec.leases.lock().unwrap().len(),
         leases_before,
@@ -276,8 +281,8 @@ async fn a_rebalance_stops_leasing_and_current_jobs_finish() {
     let leases_before = rec.leases.lock().unwrap().len();
     let out = run.await.unwrap().unwrap();
     assert_eq!(rec.leases.lock().unwrap().len(), leases_before);
-    assert_eq!(out.counters.to_json()["done"], 2);
-    assert_eq!(out.counters.to_json()["released"], 0);
+    assert_eq!(out.counters.done.load(Ordering::Relaxed), 2);
+    assert_eq!(out.counters.released.load(Ordering::Relaxed), 0);
     assert!(out.drain.is_none());
     finish_and_check(&f).await;
 }

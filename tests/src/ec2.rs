@@ -304,7 +304,7 @@ pub async fn gen_upload_plan(
     }
 }
 
-/// An agent config (DESIGN 5.4), written as the Terraform module writes it: JSON is YAML,
+/// An agent config (docs/config.md), written as the Terraform module writes it: JSON is YAML,
 /// and `yamlencode` quotes every string the same way.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {

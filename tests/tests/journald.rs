@@ -1,4 +1,4 @@
-//! The agent's native journald entries (DESIGN 2, STYLE "Logs are structured"), read
+//! The agent's native journald entries (docs/operations.md, the journal), read
 //! off a stand-in journal socket mounted at `/run/systemd/journal/socket` in a private
 //! mount namespace: each job's entries carry `JOB_ID` and `PARTITION`, operator events
 //! carry their stable `MESSAGE_ID`, no field is prefixed, and without a journal the

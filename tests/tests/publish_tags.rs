@@ -1,4 +1,4 @@
-//! Opt-in per-instance tag publishing (DESIGN 1) against moto's EC2: each agent tags its
+//! Opt-in per-instance tag publishing (docs/architecture.md) against moto's EC2: each agent tags its
 //! own instance once, in the background; with an EC2 endpoint that answers
 //! `RequestLimitExceeded` to the first calls, the agents back off, every tag still
 //! arrives, and every job is done.

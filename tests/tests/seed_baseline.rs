@@ -1,6 +1,6 @@
 //! The answer itself: `scan` over `gen` data with bad records equals gen's expected
 //! totals exactly, and the seed baseline (../shared/baselines/seed_pool.py, which
-//! implements the record predicate of DESIGN 5.1 independently) agrees on the same files.
+//! implements the record predicate of docs/formats.md independently) agrees on the same files.
 
 use std::path::PathBuf;
 use std::process::Command;

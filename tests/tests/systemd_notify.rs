@@ -1,4 +1,4 @@
-//! The agent under a stand-in for systemd's notify socket (DESIGN 1, 4): `Type=notify`
+//! The agent under a stand-in for systemd's notify socket (docs/architecture.md): `Type=notify`
 //! and `WatchdogSec=`. What systemd would see: READY=1 once booted, STATUS= lines and
 //! WATCHDOG=1 pings from the loop's turns, STOPPING=1 after the drain; and the pings
 //! never pause for longer than the watchdog interval, even while one long job runs.

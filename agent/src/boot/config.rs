@@ -1,4 +1,4 @@
-//! The agent config, version 1 (DESIGN 5.4): parsing, validation, defaults.
+//! The agent config, version 1 (docs/config.md): parsing, validation, defaults.
 //!
 //! Only `queue`, `inputs` and `results` are required. Unknown keys are errors that name
 //! them. Every error names the field path and, where the document has one, the line.
@@ -79,7 +79,7 @@ pub struct Config {
     pub lifecycle_hook: String,
 }
 
-/// The default job lease (DESIGN 4).
+/// The default job lease (docs/architecture.md#defaults).
 pub const DEFAULT_LEASE_SECONDS: u64 = 300;
 
 impl Config {
@@ -90,7 +90,7 @@ impl Config {
             .unwrap_or_else(|| (2 * vcpus).clamp(1, 1024))
     }
 
-    /// The config as JSON, every key present (DESIGN 5.4). `vcpus` fills the
+    /// The config as JSON, every key present (docs/config.md). `vcpus` fills the
     /// machine-dependent default; without it the default reads `"auto"`.
     pub fn to_json(&self, vcpus: Option<usize>) -> Value {
         let concurrency = match (self.concurrency, vcpus) {
@@ -282,7 +282,7 @@ impl Validator<'_> {
             DEFAULT_LEASE_SECONDS as i64,
         )?;
         for (k, v) in &raw.tags {
-            tags::check(k, v).map_err(|m| self.err(&format!("tags.{k}"), m))?;
+            tags::check(k, v).map_err(|m| self.err(&format!("tags.{k}"), m.0))?;
         }
         if raw.tags.len() > tags::MAX_TAGS {
             return Err(self.err(

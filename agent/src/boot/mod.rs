@@ -1,6 +1,6 @@
 //! The boot path: who this instance is and what it is to do, from IMDS alone.
 //!
-//! One token, a handful of GETs in parallel, zero EC2 API calls (DESIGN 1). The config
+//! One token, a handful of GETs in parallel, zero EC2 API calls (docs/architecture.md). The config
 //! comes from the on-instance file (`/etc/rangefleet/agent.yaml`, written by cloud-init
 //! or edited by an operator) when it exists, else from user-data ([`boot_from`]).
 
@@ -81,7 +81,7 @@ pub enum BootError {
     Config(#[from] ConfigError),
     /// Tags that break AWS's rules once expanded.
     #[error("invalid tags: {0}")]
-    Tags(String),
+    Tags(tags::TagError),
     /// The on-instance config file exists but cannot be read.
     #[error("failed to read the config file {}: {error} (fix its permissions, or remove it to use user-data)", path.display())]
     LocalConfig {
@@ -93,7 +93,7 @@ pub enum BootError {
 }
 
 impl BootError {
-    /// The documented exit code (DESIGN 5.6): 75 when IMDS could not be reached in
+    /// The documented exit code (docs/cli.md): 75 when IMDS could not be reached in
     /// time (systemd restarts the unit), 2 for bad user-data, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -227,7 +227,7 @@ fn region_of(az: &str) -> String {
     }
 }
 
-/// The JSON that `identity` and `userdata check` print (DESIGN 5.4).
+/// The JSON that `identity` and `userdata check` print (docs/config.md).
 pub fn report(
     identity: Option<&Identity>,
     config: &Config,

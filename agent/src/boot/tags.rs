@@ -1,7 +1,7 @@
 //! Tags: templates expanded from the instance's identity, and AWS's tag rules.
 //!
 //! Tags are set once, at launch, by the launch template; the same tags travel in
-//! user-data so the agent knows them without an EC2 API call (DESIGN 1).
+//! user-data so the agent knows them without an EC2 API call (docs/architecture.md).
 
 use std::collections::BTreeMap;
 
@@ -22,17 +22,22 @@ pub const MAX_KEY: usize = 128;
 /// Longest value, in characters.
 pub const MAX_VALUE: usize = 256;
 
+/// Why a tag is refused: the message names the tag and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TagError(pub String);
+
 /// Checks one tag as written in user-data: key rules, value length, known placeholders.
 ///
 /// Keys are checked against the rules for instance metadata tags (letters, digits and
 /// `+ - = . _ : @`), which are stricter than EC2's own: the launch template turns
 /// metadata tags on, and a key that breaks them would make IMDS refuse to serve tags.
-pub fn check(key: &str, value: &str) -> Result<(), String> {
+pub fn check(key: &str, value: &str) -> Result<(), TagError> {
     let n = key.chars().count();
     if n == 0 || n > MAX_KEY {
-        return Err(format!(
+        return Err(TagError(format!(
             "tag key must be 1 to {MAX_KEY} characters, got {n}"
-        ));
+        )));
     }
     // Byte-wise: a key may start with a multi-byte character.
     if key
@@ -40,36 +45,36 @@ pub fn check(key: &str, value: &str) -> Result<(), String> {
         .get(..4)
         .is_some_and(|p| p.eq_ignore_ascii_case(b"aws:"))
     {
-        return Err(format!(
+        return Err(TagError(format!(
             "tag key {key:?}: the aws: prefix is reserved for AWS"
-        ));
+        )));
     }
     if let Some(c) = key
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "+-=._:@".contains(*c)))
     {
-        return Err(format!(
+        return Err(TagError(format!(
             "tag key {key:?} has {c:?}: with instance metadata tags on, keys may hold only \
              letters, digits and + - = . _ : @"
-        ));
+        )));
     }
     if key == "." || key == ".." {
-        return Err(format!(
+        return Err(TagError(format!(
             "tag key {key:?} is not allowed with instance metadata tags"
-        ));
+        )));
     }
     let n = value.chars().count();
     if n > MAX_VALUE {
-        return Err(format!(
+        return Err(TagError(format!(
             "tag {key:?}: value must be at most {MAX_VALUE} characters, got {n}"
-        ));
+        )));
     }
     for name in placeholders(value) {
         if !PLACEHOLDERS.contains(&name) {
-            return Err(format!(
+            return Err(TagError(format!(
                 "tag {key:?}: unknown placeholder {{{name}}} (known: {})",
                 PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")
-            ));
+            )));
         }
     }
     Ok(())
@@ -105,21 +110,23 @@ pub fn effective(
     userdata: &BTreeMap<String, String>,
     instance: &BTreeMap<String, String>,
     identity: &Identity,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, TagError> {
     let mut tags = instance.clone();
     for (k, v) in userdata {
         let value = expand(v, identity);
         let n = value.chars().count();
         if n > MAX_VALUE {
-            return Err(format!(
+            return Err(TagError(format!(
                 "tag {k:?}: value is {n} characters once expanded, more than {MAX_VALUE}"
-            ));
+            )));
         }
         tags.insert(k.clone(), value);
     }
     let own = tags.keys().filter(|k| !k.starts_with("aws:")).count();
     if own > MAX_TAGS {
-        return Err(format!("{own} tags, more than the {MAX_TAGS} AWS allows"));
+        return Err(TagError(format!(
+            "{own} tags, more than the {MAX_TAGS} AWS allows"
+        )));
     }
     Ok(tags)
 }
@@ -165,24 +172,31 @@ mod tests {
     fn aws_rules() {
         assert!(check("Name", "worker-{instance_id}").is_ok());
         assert!(check("a+b-c=d.e_f:g@h", "").is_ok());
-        assert!(check("", "x").unwrap_err().contains("1 to 128"));
+        assert!(check("", "x").unwrap_err().0.contains("1 to 128"));
         assert!(check(&"k".repeat(129), "x")
             .unwrap_err()
+            .0
             .contains("1 to 128"));
-        assert!(check("aws:x", "x").unwrap_err().contains("reserved"));
-        assert!(check("AWS:x", "x").unwrap_err().contains("reserved"));
+        assert!(check("aws:x", "x").unwrap_err().0.contains("reserved"));
+        assert!(check("AWS:x", "x").unwrap_err().0.contains("reserved"));
         // Found by the user-data property test: a multi-byte first character.
-        assert!(check("éaws", "x").unwrap_err().contains("letters, digits"));
-        assert!(check("aé", "x").unwrap_err().contains("letters, digits"));
+        assert!(check("éaws", "x")
+            .unwrap_err()
+            .0
+            .contains("letters, digits"));
+        assert!(check("aé", "x").unwrap_err().0.contains("letters, digits"));
         assert!(check("has space", "x")
             .unwrap_err()
+            .0
             .contains("letters, digits"));
-        assert!(check("a/b", "x").unwrap_err().contains("letters, digits"));
+        assert!(check("a/b", "x").unwrap_err().0.contains("letters, digits"));
         assert!(check("k", &"v".repeat(257))
             .unwrap_err()
+            .0
             .contains("at most 256"));
         assert!(check("k", "{hostname}")
             .unwrap_err()
+            .0
             .contains("unknown placeholder"));
         assert!(check("k", "{ not a placeholder }").is_ok());
     }
@@ -194,6 +208,7 @@ mod tests {
             .collect();
         assert!(effective(&ud, &BTreeMap::new(), &id())
             .unwrap_err()
+            .0
             .contains("51 tags"));
     }
 
@@ -205,6 +220,7 @@ mod tests {
         )]);
         assert!(effective(&ud, &BTreeMap::new(), &id())
             .unwrap_err()
+            .0
             .contains("once expanded"));
     }
 }

@@ -1,4 +1,4 @@
-//! User-data decoding, pure (DESIGN 5.4): bytes in, the config document out.
+//! User-data decoding, pure (docs/config.md): bytes in, the config document out.
 //!
 //! Accepted, nested in any order up to [`MAX_LAYERS`] deep:
 //! - gzip (magic `1f 8b`) and base64 (the whole body in the base64 alphabet);

@@ -1,4 +1,4 @@
-//! The `rangefleet` command line (DESIGN 5.6). Each subcommand maps its errors to the
+//! The `rangefleet` command line (docs/cli.md). Each subcommand maps its errors to the
 //! documented exit codes; `main.rs` only calls [`main`].
 
 pub mod agent;
@@ -18,7 +18,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::exit;
-use crate::logging::{self, LogFormat};
+use crate::logging::{self, LogFormat, LogLevel};
 use crate::queue::Queue;
 use crate::store::Store;
 
@@ -56,6 +56,16 @@ pub struct Cli {
         env = "RANGEFLEET_LOG_FORMAT"
     )]
     pub log_format: LogFormat,
+    /// How much to log: error, warn, info, debug or trace. RUST_LOG, when set, wins
+    /// (it can also name modules: RUST_LOG=rangefleet::instance=debug).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "info",
+        env = "RANGEFLEET_LOG_LEVEL"
+    )]
+    pub log_level: LogLevel,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,8 +79,14 @@ enum Command {
     /// (/etc/rangefleet/agent.yaml, --local-config) or from user-data.
     /// Makes no EC2 API call. Point it at a local IMDS with
     /// AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT.
+    #[command(
+        after_help = "Exit codes: 0 printed; 2 bad usage, or invalid user-data or config; 75 IMDS not reached before --boot-deadline."
+    )]
     Identity(BootArgs),
     /// Work with user-data files before you launch.
+    #[command(
+        after_help = "Exit codes: 0 valid (the config is printed); 2 invalid (the field and line are named) or unreadable."
+    )]
     Userdata {
         #[command(subcommand)]
         command: userdata::Command,
@@ -82,18 +98,27 @@ enum Command {
     /// credentials, and spot, rebalance and auto-scaling notices on a schedule.
     /// GET /_mock/stats returns request counts by method and path.
     #[command(name = "imds-mock")]
+    #[command(
+        after_help = "Exit codes: 0 stopped by SIGTERM or Ctrl-C; 1 cannot listen; 2 bad usage or an unreadable --userdata."
+    )]
     ImdsMock(Box<imds_mock::Args>),
     /// Generate taxi trip test data in Hive layout, with the totals it must produce.
     ///
-    /// Writes DIR/color=C/date=D/part-0000.rec (80-byte records, DESIGN 5.1) for every
+    /// Writes DIR/color=C/date=D/part-0000.rec (80-byte records, docs/formats.md) for every
     /// colour and day, and DIR/_expected.json: the taxi-stats computed from the values
     /// generated (not by parsing them back). The same seed gives the same bytes.
+    #[command(
+        after_help = "Exit codes: 0 written; 1 a write failed; 2 bad usage (--days, --records …)."
+    )]
     Gen(gen::Args),
     /// Compute an answer over a folder, prefix or object in this process (no queue).
     ///
     /// Splits the data into the jobs `plan` would make and runs them here, 2 × CPUs at
-    /// a time, then prints the merged output per partition and in total (DESIGN 5.5,
+    /// a time, then prints the merged output per partition and in total (docs/formats.md,
     /// without coverage). Objects whose names start with _ or . are skipped.
+    #[command(
+        after_help = "Exit codes: 0 printed; 1 a read failed, or the data is not what the processor takes; 2 bad usage or a source that cannot be opened."
+    )]
     Scan(scan::Args),
     /// Split partitioned data into jobs, write the plan manifest, enqueue the jobs.
     ///
@@ -101,6 +126,9 @@ enum Command {
     /// jobs (one ranged GET each), interleaves them across partitions, writes
     /// RESULTS/_plan.json (refusing to replace one without --force), and enqueues them.
     /// Stops on objects that are not whole records unless --skip-bad-objects.
+    #[command(
+        after_help = "Exit codes: 0 planned and enqueued; 1 a store or queue failed mid-way (the manifest says what was planned); 2 bad usage, invalid input, or a plan already there (use --force)."
+    )]
     Plan(plan::Args),
     /// Run the worker: lease jobs, read, process, write results, ack; drain on notice.
     ///
@@ -108,12 +136,18 @@ enum Command {
     /// leasing on a rebalance recommendation (by default), and on a spot interruption,
     /// an auto-scaling termination or SIGTERM it finishes what fits before the deadline,
     /// releases the rest, writes RESULTS/_instances/<instance-id>.json and exits 0.
+    #[command(
+        after_help = "Exit codes: 0 drained or done (--until-empty); 1 failure at run time; 2 invalid config or user-data (not restarted by the unit); 75 IMDS or the queue not reached before the boot deadline (restarted)."
+    )]
     Agent(agent::Args),
     /// Merge results with an exact coverage check against the plan.
     ///
     /// Every planned job must have exactly one result. Prints the merged output per
-    /// partition and in total, and "planned N, done N, lost M, …". Exit 3 when any
+    /// partition and in total, and "planned N, done N, missing M, unexpected U, redone K". Exit 3 when any
     /// planned job has no result.
+    #[command(
+        after_help = "Exit codes: 0 coverage complete; 1 no plan there, or a read failed; 2 bad usage; 3 coverage incomplete (the output is still printed)."
+    )]
     Reduce(reduce::Args),
     /// How a run is going: queue counts, the fleet's instances by tag, the plan's progress.
     ///
@@ -121,6 +155,9 @@ enum Command {
     /// the instances carrying that tag (EC2 DescribeInstances); with --results, planned
     /// jobs against results written (a progress bar on a terminal) and the instances
     /// whose agent gave up, with the reason from their summaries. --json for machines.
+    #[command(
+        after_help = "Exit codes: 0 printed; 1 a read failed; 2 bad usage or a queue or store that cannot be opened."
+    )]
     Status(status::Args),
     /// What the agent unit's OnFailure= handler runs: say why, leave the group.
     Health {
@@ -130,6 +167,9 @@ enum Command {
     /// The whole system on one machine, no AWS: gen, plan, 4 agents, a spot notice, reduce.
     ///
     /// Works in a fresh temporary directory (removed on success) unless --dir.
+    #[command(
+        after_help = "Exit codes: 0 coverage complete and the totals exact; 1 anything else."
+    )]
     Demo(demo::Args),
 }
 
@@ -152,7 +192,7 @@ pub struct BootArgs {
 /// Parses the command line, runs it, returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    logging::init(cli.log_format, cli.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -196,4 +236,55 @@ pub(crate) async fn open_queue(url: &str) -> Option<std::sync::Arc<dyn Queue>> {
         .await
         .map_err(|e| eprintln!("error: queue {url}: {e}"))
         .ok()
+}
+
+/// A store location from the command line: URLs as written, and a plain path (no
+/// `scheme://`) as the `file://` URL of its absolute form, so `rangefleet scan /tmp/trips`
+/// works. A folder (an existing one, or a path ending in `/`) becomes a prefix.
+pub(crate) fn location(arg: &str) -> Result<String, String> {
+    if arg.contains("://") {
+        return Ok(arg.to_string());
+    }
+    if arg.is_empty() {
+        return Err("expected a URL (s3://bucket/prefix/, file:///path/) or a path".into());
+    }
+    let abs = std::path::absolute(arg)
+        .map_err(|e| format!("cannot make {arg:?} absolute: {e}; write file:///absolute/path"))?;
+    let folder = arg.ends_with('/') || abs.is_dir();
+    let url = if folder {
+        url::Url::from_directory_path(&abs)
+    } else {
+        url::Url::from_file_path(&abs)
+    };
+    url.map(String::from)
+        .map_err(|()| format!("cannot use {arg:?} as a path; write file:///absolute/path"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_become_file_urls_and_urls_stay_as_written() {
+        assert_eq!(location("s3://b/p/").unwrap(), "s3://b/p/");
+        assert_eq!(location("file:///tmp/x").unwrap(), "file:///tmp/x");
+        let dir = std::env::temp_dir();
+        let as_url = location(dir.to_str().unwrap()).unwrap();
+        assert!(
+            as_url.starts_with("file:///") && as_url.ends_with('/'),
+            "{as_url}"
+        );
+        assert_eq!(
+            location("/no/such/place/obj.rec").unwrap(),
+            "file:///no/such/place/obj.rec"
+        );
+        assert_eq!(location("/no/such/dir/").unwrap(), "file:///no/such/dir/");
+        assert_eq!(location("/a b/c").unwrap(), "file:///a%20b/c");
+        let rel = location("relative/x.rec").unwrap();
+        assert!(
+            rel.starts_with("file:///") && rel.ends_with("/relative/x.rec"),
+            "{rel}"
+        );
+        assert!(location("").is_err());
+    }
 }

@@ -10,13 +10,15 @@ use super::{open_queue, open_store};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// What to plan: a file:// or s3:// prefix (a trailing / or not means the same
-    /// folder), or one object.
+    /// folder), or one object; a plain path means a local file or folder.
+    #[arg(value_parser = super::location)]
     pub source: String,
     /// The queue: sqlite:///path/queue.db or an SQS queue URL.
     #[arg(long)]
     pub queue: String,
-    /// Where results go (file:// or s3:// prefix); the plan manifest is written there.
-    #[arg(long)]
+    /// Where results go (file:// or s3:// prefix, or a local folder); the plan manifest
+    /// is written there.
+    #[arg(long, value_parser = super::location)]
     pub results: String,
     /// count or taxi-stats (or exec, when the agents' config enables it).
     #[arg(long)]

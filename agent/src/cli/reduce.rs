@@ -7,10 +7,10 @@ use super::open_store;
 /// `rangefleet reduce`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The results prefix a plan wrote its manifest to.
-    #[arg(long)]
+    /// The results prefix a plan wrote its manifest to (a URL, or a local folder).
+    #[arg(long, value_parser = super::location)]
     pub results: String,
-    /// Print DESIGN 5.5's JSON instead of a table.
+    /// Print the merged output as JSON (docs/formats.md) instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -9,7 +9,8 @@ use super::open_store;
 /// `rangefleet scan`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A file:// or s3:// prefix, or one object.
+    /// A file:// or s3:// prefix, or one object; a plain path means a local file or folder.
+    #[arg(value_parser = super::location)]
     pub source: String,
     /// count or taxi-stats.
     #[arg(long)]
@@ -20,7 +21,7 @@ pub struct Args {
     /// Bytes per record.
     #[arg(long, default_value_t = 80)]
     pub record_length: u64,
-    /// Print DESIGN 5.5's JSON instead of a table.
+    /// Print the merged output as JSON (docs/formats.md) instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -13,9 +13,10 @@ pub struct Args {
     /// The queue: sqlite:///path/queue.db or an SQS queue URL.
     #[arg(long)]
     pub queue: String,
-    /// The results prefix the plan wrote `_plan.json` to: show the plan's progress and
-    /// the instances whose agent gave up, with the reason from their summaries.
-    #[arg(long)]
+    /// The results prefix the plan wrote `_plan.json` to (a URL, or a local folder):
+    /// show the plan's progress and the instances whose agent gave up, with the reason
+    /// from their summaries.
+    #[arg(long, value_parser = super::location)]
     pub results: Option<String>,
     /// List the fleet's instances carrying this tag, K=V (repeatable: all must match).
     #[arg(long = "fleet-tag", value_parser = parse_tag)]

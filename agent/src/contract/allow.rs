@@ -1,4 +1,4 @@
-//! The input allow-list (DESIGN 5.4): a job may only read under a configured prefix.
+//! The input allow-list (docs/config.md): a job may only read under a configured prefix.
 //!
 //! Checked on parsed URLs: scheme and bucket (or host and port) must match exactly, the
 //! path must start with the allowed path on a `/` boundary, and `.` or `..` segments,
@@ -51,13 +51,6 @@ impl UrlError {
     /// is wrong ([`AllowList::check`] wraps it in [`AllowError`], a job's class).
     pub fn class(&self) -> ErrorClass {
         ErrorClass::Environment
-    }
-}
-
-/// Lets callers that still return `Result<_, String>` use `?` on [`AllowList::new`].
-impl From<UrlError> for String {
-    fn from(e: UrlError) -> String {
-        e.to_string()
     }
 }
 

@@ -1,4 +1,4 @@
-//! Job messages, version 1 (DESIGN 5.2), and the result key of each (DESIGN 5.3).
+//! Job messages, version 1 (docs/formats.md), and the result key of each (docs/formats.md).
 
 use std::collections::BTreeMap;
 
@@ -93,7 +93,7 @@ impl Job {
         format!("{key}#{first}+{count}")
     }
 
-    /// The partition's name: its `k=v` segments joined by `/` in path order (DESIGN 5.5).
+    /// The partition's name: its `k=v` segments joined by `/` in path order (docs/formats.md).
     pub fn partition_name(&self) -> String {
         partition_name_of_job(&self.job_id)
     }
@@ -113,7 +113,7 @@ impl Job {
     }
 }
 
-/// The partition name (DESIGN 5.5) of a relative key: `color=yellow/date=2016-01-01`.
+/// The partition name (docs/formats.md) of a relative key: `color=yellow/date=2016-01-01`.
 pub fn partition_name(key: &str) -> String {
     partition_of(key)
         .iter()

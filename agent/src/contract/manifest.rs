@@ -1,4 +1,4 @@
-//! The plan manifest, `<results>/_plan.json` (DESIGN 5.3): what `plan` split and
+//! The plan manifest, `<results>/_plan.json` (docs/formats.md): what `plan` split and
 //! enqueued, and what `reduce` and `status` check results against. Pure: the store
 //! I/O is in `operator::plan`.
 
@@ -10,7 +10,7 @@ pub const MANIFEST: &str = "_plan.json";
 /// The only manifest version written.
 pub const VERSION: u32 = 1;
 
-/// The plan manifest (DESIGN 5.3).
+/// The plan manifest (docs/formats.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Version.

@@ -1,5 +1,5 @@
 //! Result documents: one per job, written create-only to `<results>/<result key>`
-//! (DESIGN 5.3, docs/formats.md) and read back by `reduce`.
+//! (docs/formats.md, docs/formats.md) and read back by `reduce`.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;

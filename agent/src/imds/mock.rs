@@ -1,4 +1,4 @@
-//! `rangefleet imds-mock`: a local instance metadata service (DESIGN 5.7).
+//! `rangefleet imds-mock`: a local instance metadata service (docs/cli.md).
 //!
 //! Faithful where clients notice: tokens with a TTL header that expire, v1 refused unless
 //! allowed, trailing slashes, directory listings, the identity document, role
@@ -52,21 +52,26 @@ pub struct FailRule {
     pub times: u32,
 }
 
+/// A `--fail` or `--drop` rule that does not parse; the message shows the form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
+
 impl std::str::FromStr for FailRule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = RuleError;
+    fn from_str(s: &str) -> Result<Self, RuleError> {
         let (path, rest) = s
             .split_once('=')
-            .ok_or_else(|| format!("expected PATH=STATUS*N, got {s:?}"))?;
+            .ok_or_else(|| RuleError(format!("expected PATH=STATUS*N, got {s:?}")))?;
         let (status, times) = rest.split_once('*').unwrap_or((rest, "1"));
         let status: u16 = status
             .parse()
             .ok()
             .filter(|s| (100..600).contains(s))
-            .ok_or_else(|| format!("bad status {status:?} in {s:?}"))?;
+            .ok_or_else(|| RuleError(format!("bad status {status:?} in {s:?}")))?;
         let times = times
             .parse()
-            .map_err(|_| format!("bad count {times:?} in {s:?}"))?;
+            .map_err(|_| RuleError(format!("bad count {times:?} in {s:?}")))?;
         Ok(FailRule {
             path: normalise(path),
             status,
@@ -85,12 +90,12 @@ pub struct DropRule {
 }
 
 impl std::str::FromStr for DropRule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = RuleError;
+    fn from_str(s: &str) -> Result<Self, RuleError> {
         let (path, times) = s.split_once('*').unwrap_or((s, "1"));
         let times = times
             .parse()
-            .map_err(|_| format!("bad count {times:?} in {s:?}"))?;
+            .map_err(|_| RuleError(format!("bad count {times:?} in {s:?}")))?;
         Ok(DropRule {
             path: normalise(path),
             times,

@@ -1,6 +1,6 @@
 //! IMDSv2: who this instance is, its user-data and its notices.
 //!
-//! One client, one cached session token. The rules (DESIGN 2 and 4):
+//! One client, one cached session token. The rules (docs/architecture.md):
 //! - the token lives 21,600 s and is renewed 120 s before it expires, or at once after a 401;
 //! - 404 means "absent" (`Ok(None)`), the normal answer for `spot/instance-action`;
 //! - connection failures, timeouts and 5xx are retried with full-jitter backoff until the

@@ -74,10 +74,17 @@ impl Deps {
     ) -> Result<Deps, InstanceError> {
         let queue = queue::open(&config.queue, Some(region))
             .await
-            .map_err(|e| InstanceError::Config(format!("queue {}: {e}", config.queue)))?;
-        let results = Store::open(&config.results)
-            .await
-            .map_err(|e| InstanceError::Config(format!("results {}: {e}", config.results)))?;
+            .map_err(|source| InstanceError::Queue {
+                url: config.queue.clone(),
+                source,
+            })?;
+        let results =
+            Store::open(&config.results)
+                .await
+                .map_err(|source| InstanceError::Results {
+                    url: config.results.clone(),
+                    source,
+                })?;
         let group = match &imds {
             Some(_) => {
                 let region = std::env::var_os("AWS_REGION")
@@ -116,21 +123,36 @@ pub struct Booted {
 /// Why the instance could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
-    /// The config points at something unusable (exit 2).
-    #[error("{0}")]
-    Config(String),
-    /// Something failed at run time (exit 1).
-    #[error("{0}")]
-    Runtime(String),
+    /// The queue the config names cannot be opened.
+    #[error("queue {url}: {source}")]
+    Queue {
+        /// The queue URL.
+        url: String,
+        /// Why.
+        source: crate::queue::QueueError,
+    },
+    /// The results store the config names cannot be opened.
+    #[error("results {url}: {source}")]
+    Results {
+        /// The results URL.
+        url: String,
+        /// Why.
+        source: crate::store::StoreError,
+    },
+    /// An `inputs` entry is not an allowed prefix.
+    #[error(transparent)]
+    Inputs(#[from] crate::contract::allow::UrlError),
 }
 
 impl InstanceError {
-    /// The exit code the binary ends with (docs/cli.md).
+    /// The class of the failure: the config's fault ([`ErrorClass::Usage`]).
+    pub fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Usage
+    }
+
+    /// The exit code the binary ends with (docs/cli.md): 2, the config is wrong.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            InstanceError::Config(_) => crate::exit::USAGE,
-            InstanceError::Runtime(_) => crate::exit::FAILURE,
-        }
+        self.class().exit_code()
     }
 }
 
@@ -170,14 +192,25 @@ pub async fn run(
     };
     let control = Control::default();
     let stop_monitor = CancellationToken::new();
-    let signals = tokio::spawn(drain_on_signals(Box::pin(shutdown), control.clone()));
+    let signals = tokio::spawn(
+        drain_on_signals(Box::pin(shutdown), control.clone()).instrument(tracing::info_span!(
+            "agent",
+            instance_id = %booted.identity.instance_id
+        )),
+    );
+    // Every entry the agent logs carries INSTANCE_ID (a span field, upper-cased in
+    // journald): the worker's, the monitor's and the signal handler's.
+    let span = tracing::info_span!("agent", instance_id = %booted.identity.instance_id);
     let monitor = deps.notices.clone().map(|notices| {
-        tokio::spawn(monitor::run(
-            notices,
-            config.spot.clone(),
-            control.clone(),
-            stop_monitor.clone(),
-        ))
+        tokio::spawn(
+            monitor::run(
+                notices,
+                config.spot.clone(),
+                control.clone(),
+                stop_monitor.clone(),
+            )
+            .instrument(span.clone()),
+        )
     });
     let publishing = config.publish_tags.then(|| {
         let publisher = deps.publisher.clone();
@@ -193,8 +226,6 @@ pub async fn run(
         "agent ready"
     );
     deps.notifier.ready();
-    // Every entry the agent logs carries INSTANCE_ID (a span field, upper-cased in journald).
-    let span = tracing::info_span!("agent", instance_id = %booted.identity.instance_id);
     let result = worker::run(worker_deps, settings, control)
         .instrument(span)
         .await;
@@ -206,11 +237,10 @@ pub async fn run(
     if let Some(p) = publishing {
         p.abort();
     }
-    let outcome = result.map_err(InstanceError::Config)?;
+    let outcome = result.map_err(InstanceError::Inputs)?;
     let summary = worker::summary(&booted.identity, &booted.tags, &outcome);
     let key = crate::contract::summary::summary_key(&booted.identity.instance_id);
-    let body = serde_json::to_vec_pretty(&summary).expect("summaries serialise");
-    if let Err(e) = deps.results.put(&key, body.into()).await {
+    if let Err(e) = deps.results.put(&key, summary.to_bytes().into()).await {
         tracing::error!(event = "summary_write_failed", error = %e, "failed to write the instance summary");
     }
     // Drained because the group is terminating the instance: let it go now rather than
@@ -230,6 +260,7 @@ pub async fn run(
     tracing::info!(
         event = "agent_stopped",
         MESSAGE_ID = events::DRAINED,
+        INSTANCE_ID = %booted.identity.instance_id,
         done = outcome
             .counters
             .done

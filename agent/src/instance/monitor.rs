@@ -220,14 +220,19 @@ pub fn decide(notice: &Notice, now: SystemTime, on_rebalance: OnRebalance) -> De
 pub fn act(notice: &Notice, decision: Decision, control: &Control) {
     match (notice, &decision) {
         (
-            Notice::Interruption(_),
+            Notice::Interruption(payload),
             Decision::Drain {
                 within, malformed, ..
             },
         ) => {
+            let action = serde_json::from_str::<serde_json::Value>(payload)
+                .ok()
+                .and_then(|v| v.get("action")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| "unknown".into());
             tracing::warn!(
                 event = "spot_interruption",
                 MESSAGE_ID = events::INTERRUPTION,
+                action,
                 seconds_left = within.as_secs(),
                 malformed,
                 "spot interruption notice: draining"

@@ -1,4 +1,4 @@
-//! Opt-in per-instance tag publishing (DESIGN 1, `publish_tags: true`).
+//! Opt-in per-instance tag publishing (docs/architecture.md, `publish_tags: true`).
 //!
 //! EC2 throttles CreateTags per account (a bucket of 100, refilled at 10 a second), so a
 //! thousand instances booting together must not call it at once. Each agent calls it
@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::aws::ec2::Ec2;
 use crate::boot::Identity;
 
-/// Longest spread of the first call (DESIGN 1): 1,000 instances over 30 s is about 33
+/// Longest spread of the first call (docs/architecture.md): 1,000 instances over 30 s is about 33
 /// calls a second against a refill of 10, which the backoff then absorbs.
 pub const DEFAULT_JITTER: Duration = Duration::from_secs(30);
 /// Give up this long after the first attempt.

@@ -2,7 +2,7 @@
 //!
 //! Up to `concurrency` jobs run at once, and the loop leases only as many messages as
 //! it has free slots. Each job heartbeats its lease at a third of its length. Errors are
-//! handled by class (DESIGN 4): a bad job is dead-lettered with its reason; a retryable
+//! handled by class (docs/architecture.md#defaults): a bad job is dead-lettered with its reason; a retryable
 //! failure releases the job (dead-lettered at its 5th receive); a fault of the agent or
 //! its environment (403, missing credentials) releases the job and pauses leasing, so a
 //! wrong role never dead-letters a plan's worth of good jobs.
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,14 +25,16 @@ use tracing::Instrument;
 
 use crate::backoff::FullJitter;
 use crate::boot::Identity;
-use crate::contract::allow::AllowList;
+use crate::contract::allow::{AllowList, UrlError};
 use crate::contract::job::{self, BadJob, Job};
+use crate::contract::result::{ResultDoc, ResultInstance};
+use crate::contract::summary::{InstanceSummary, Interruption};
 use crate::process::{exec, Accumulator, ProcessorKind};
 use crate::queue::{Lease, Queue, QueueError};
 use crate::store::{self, Expect, PutOutcome, Store, StoreCache, StoreError};
 use crate::time::rfc3339;
 
-/// A retryable failure at this receive count is dead-lettered (DESIGN 4).
+/// A retryable failure at this receive count is dead-lettered (docs/architecture.md#defaults).
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// What the worker talks to.
@@ -127,7 +129,7 @@ impl Control {
     }
 }
 
-/// What one agent did: the instance summary's counts (DESIGN 5.3).
+/// What one agent did: the instance summary's counts (docs/formats.md).
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Results written and acked.
@@ -140,19 +142,6 @@ pub struct Counters {
     pub released: AtomicU64,
     /// Bytes read by finished jobs.
     pub bytes_read: AtomicU64,
-}
-
-impl Counters {
-    /// The counts as JSON.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "done": self.done.load(Ordering::Relaxed),
-            "redone": self.redone.load(Ordering::Relaxed),
-            "failed": self.failed.load(Ordering::Relaxed),
-            "released": self.released.load(Ordering::Relaxed),
-            "bytes_read": self.bytes_read.load(Ordering::Relaxed),
-        })
-    }
 }
 
 /// A job in flight, as the drain sees it.
@@ -188,7 +177,7 @@ pub struct Outcome {
 }
 
 /// Runs the worker until it is drained (or, with `until_empty`, the queue is empty).
-pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Outcome, String> {
+pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Outcome, UrlError> {
     let started_at = SystemTime::now();
     let mut processors = vec![ProcessorKind::Count, ProcessorKind::TaxiStats];
     if settings.exec.is_some() {
@@ -654,21 +643,21 @@ async fn finish(
     bytes: u64,
     started_at: SystemTime,
 ) {
-    let doc = json!({
-        "v": 1,
-        "job": job,
-        "output": output,
-        "bytes_read": bytes,
-        "instance": {
-            "instance_id": ctx.deps.identity.instance_id,
-            "availability_zone": ctx.deps.identity.availability_zone,
-            "tags": ctx.deps.tags,
-        },
-        "attempt": lease.receive_count,
-        "started_at": rfc3339(started_at),
-        "finished_at": rfc3339(SystemTime::now()),
-    });
-    let body = serde_json::to_vec(&doc).expect("result documents serialise");
+    let instance = ResultInstance {
+        instance_id: ctx.deps.identity.instance_id.clone(),
+        availability_zone: ctx.deps.identity.availability_zone.clone(),
+        tags: ctx.deps.tags.clone(),
+    };
+    let doc = ResultDoc::new(
+        job,
+        output,
+        bytes,
+        instance,
+        lease.receive_count,
+        started_at,
+        SystemTime::now(),
+    );
+    let body = doc.to_bytes();
     match ctx
         .deps
         .results
@@ -757,21 +746,31 @@ async fn dead_letter(ctx: &Ctx, lease: &Lease, reason: &str) {
     }
 }
 
-/// The instance summary (DESIGN 5.3), written at exit to `_instances/<id>.json`.
-pub fn summary(identity: &Identity, tags: &BTreeMap<String, String>, outcome: &Outcome) -> Value {
-    let mut v = json!({
-        "v": 1,
-        "instance_id": identity.instance_id,
-        "instance_type": identity.instance_type,
-        "availability_zone": identity.availability_zone,
-        "life_cycle": identity.life_cycle,
-        "tags": tags,
-        "interruption": outcome.drain.as_ref().map(|d| json!({"kind": d.kind, "detail": d.detail})),
-        "started_at": rfc3339(outcome.started_at),
-        "finished_at": rfc3339(outcome.finished_at),
-    });
-    if let (Value::Object(m), Value::Object(c)) = (&mut v, outcome.counters.to_json()) {
-        m.extend(c);
+/// The instance summary (docs/formats.md), written at exit to `_instances/<id>.json`.
+pub fn summary(
+    identity: &Identity,
+    tags: &BTreeMap<String, String>,
+    outcome: &Outcome,
+) -> InstanceSummary {
+    let c = &outcome.counters;
+    InstanceSummary {
+        v: crate::contract::summary::VERSION,
+        instance_id: identity.instance_id.clone(),
+        instance_type: identity.instance_type.clone(),
+        availability_zone: identity.availability_zone.clone(),
+        life_cycle: identity.life_cycle.clone(),
+        tags: tags.clone(),
+        interruption: outcome.drain.as_ref().map(|d| Interruption {
+            kind: d.kind.clone(),
+            detail: d.detail.clone(),
+        }),
+        started_at: rfc3339(outcome.started_at),
+        finished_at: rfc3339(outcome.finished_at),
+        done: c.done.load(Ordering::Relaxed),
+        redone: c.redone.load(Ordering::Relaxed),
+        failed: c.failed.load(Ordering::Relaxed),
+        released: c.released.load(Ordering::Relaxed),
+        bytes_read: c.bytes_read.load(Ordering::Relaxed),
+        failure: None,
     }
-    v
 }

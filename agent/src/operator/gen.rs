@@ -267,7 +267,7 @@ fn put_amount(out: &mut [u8; RECORD_LENGTH], at: usize, hundredths: u32) {
     put(out, at + 4, hundredths % 100, 2);
 }
 
-/// Formats one record (DESIGN 5.1). The pickup hour written is `pickup.hour`
+/// Formats one record (docs/formats.md). The pickup hour written is `pickup.hour`
 /// (`trip.pickup_hour` should match it); numbers too wide for their field keep
 /// their low digits.
 pub fn format_record(

@@ -1,5 +1,5 @@
 //! `rangefleet plan`: split partitioned data into record-aligned jobs, write the plan
-//! manifest, enqueue the jobs (DESIGN 5.2, 5.3, 5.6).
+//! manifest, enqueue the jobs (docs/formats.md).
 
 use std::collections::BTreeMap;
 
@@ -117,7 +117,7 @@ impl PlanError {
 }
 
 /// The jobs for `objects` under `source`, interleaved round-robin across partitions so
-/// that a fleet's first reads spread over many S3 prefixes (DESIGN 6).
+/// that a fleet's first reads spread over many S3 prefixes (docs/architecture.md).
 pub fn make_jobs(
     source_base: &str,
     objects: &[ObjectInfo],

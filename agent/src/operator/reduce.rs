@@ -1,4 +1,4 @@
-//! `rangefleet reduce`: merge results with an exact coverage check (DESIGN 5.3, 5.5).
+//! `rangefleet reduce`: merge results with an exact coverage check (docs/formats.md).
 //!
 //! Every planned job must have exactly one result; results are create-only, so a job
 //! done twice still has one document, and the second write shows up as "redone" in
@@ -47,7 +47,7 @@ impl Reduced {
         self.missing.is_empty()
     }
 
-    /// DESIGN 5.5.
+    /// docs/formats.md.
     pub fn to_json(&self) -> Value {
         let mut doc = self.merged.to_json();
         doc.insert(
@@ -262,18 +262,17 @@ pub fn partition_table(m: &ByPartition) -> String {
     out
 }
 
-/// `planned N, done N, lost 0, double-counted 0, redone K`.
+/// `planned N, done N, missing M, unexpected U, redone K`: the words of the JSON's
+/// `coverage` object, so the table and `--json` say the same thing.
 pub fn coverage_line(r: &Reduced) -> String {
     let mut s = format!(
-        "planned {}, done {}, lost {}, double-counted 0, redone {}",
+        "planned {}, done {}, missing {}, unexpected {}, redone {}",
         r.planned,
         r.done,
         r.missing.len(),
+        r.unexpected.len(),
         r.redone
     );
-    if !r.unexpected.is_empty() {
-        s.push_str(&format!(", unexpected {}", r.unexpected.len()));
-    }
     s.push('\n');
     if !r.missing.is_empty() {
         let shown: Vec<&str> = r.missing.iter().take(10).map(String::as_str).collect();

@@ -91,7 +91,7 @@ pub struct Scanned {
 }
 
 impl Scanned {
-    /// DESIGN 5.5 without `coverage`.
+    /// docs/formats.md without `coverage`.
     pub fn to_json(&self) -> Value {
         Value::Object(self.merged.to_json())
     }

@@ -1,4 +1,4 @@
-//! How a run is going, for the operator (`rangefleet status`, DESIGN 5.6).
+//! How a run is going, for the operator (`rangefleet status`, docs/cli.md).
 //!
 //! Three independent views, each asked only when `cli::status` has its flag: the queue's counts
 //! (`Queue::stats`, SQS or SQLite), the fleet's instances by tag (EC2

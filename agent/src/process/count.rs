@@ -1,4 +1,4 @@
-//! `count`: records, bytes and an order-free checksum (DESIGN 5.1).
+//! `count`: records, bytes and an order-free checksum (docs/formats.md).
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;

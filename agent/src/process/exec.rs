@@ -124,6 +124,9 @@ pub async fn run_exec(
         .spawn()
         .map_err(|e| fail(ExecFailure::Spawn(e.to_string()), &tail))?;
     let pid = child.id();
+    // Whatever ends the job (success, failure, a drain or a lost lease dropping this
+    // future), nothing the command started outlives it.
+    let _group = KillGroupOnDrop(pid);
     let stdin = child.stdin.take().expect("piped stdin");
     let mut stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
@@ -203,6 +206,15 @@ async fn keep_tail(mut r: impl AsyncRead + Unpin, tail: Arc<Mutex<Vec<u8>>>) {
             let cut = t.len() - STDERR_TAIL;
             t.drain(..cut);
         }
+    }
+}
+
+/// Kills the command's whole process group when dropped.
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        kill_group(self.0);
     }
 }
 

@@ -1,4 +1,4 @@
-//! Processors: pure functions from whole records to a JSON output (DESIGN 5.1).
+//! Processors: pure functions from whole records to a JSON output (docs/formats.md).
 //!
 //! `count` and `taxi-stats` are pure and stream: records go in chunk by chunk, one
 //! output comes out, and outputs merge exactly. `exec` runs a command from the config.
@@ -150,7 +150,7 @@ impl Merged {
 }
 
 /// Outputs merged by partition (`color=yellow/date=2016-01-01`) and in total: what
-/// `scan` and `reduce` both print (DESIGN 5.5).
+/// `scan` and `reduce` both print (docs/formats.md).
 #[derive(Debug, Clone)]
 pub struct ByPartition {
     /// Per partition, in name order.

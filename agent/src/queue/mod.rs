@@ -1,4 +1,4 @@
-//! Queues: lease, extend, ack, release, dead-letter (DESIGN 2).
+//! Queues: lease, extend, ack, release, dead-letter (docs/architecture.md).
 //!
 //! One seam, two real implementations: SQS for fleets (`https://sqs…` or any http(s)
 //! URL) and SQLite for one machine (`sqlite:///path/to/queue.db`).
@@ -15,7 +15,7 @@ pub struct Lease {
     pub message_id: String,
     /// What identifies this delivery (an SQS receipt handle, a SQLite lease token).
     pub handle: String,
-    /// The message body, unchanged (a DESIGN 5.2 job, or anything a producer sent).
+    /// The message body, unchanged (a docs/formats.md job, or anything a producer sent).
     pub body: String,
     /// How many times the message has been received, this delivery included (1 = first).
     pub receive_count: u32,
@@ -32,7 +32,7 @@ pub struct QueueStats {
     pub dead: u64,
 }
 
-/// What went wrong talking to a queue, classed as DESIGN 4 says.
+/// What went wrong talking to a queue, classed as docs/architecture.md#defaults says.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// Worth retrying with backoff: 5xx, timeouts, a busy database.

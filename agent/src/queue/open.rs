@@ -1,4 +1,4 @@
-//! From a queue URL in the config (DESIGN 5.4) to a queue.
+//! From a queue URL in the config (docs/config.md) to a queue.
 
 use std::path::PathBuf;
 use std::sync::Arc;

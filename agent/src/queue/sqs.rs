@@ -126,7 +126,7 @@ impl SqsQueue {
         }
     }
 
-    /// Maps an SDK error to DESIGN 4's classes, naming the operation and the queue.
+    /// Maps an SDK error to docs/architecture.md#defaults's classes, naming the operation and the queue.
     fn error<E>(&self, what: &str, err: SdkError<E>) -> QueueError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -348,7 +348,7 @@ const RETRYABLE_CODES: &[&str] = &[
     "RequestTimeoutException",
 ];
 
-/// DESIGN 4's classes for one failed SQS call on `url`.
+/// docs/architecture.md#defaults's classes for one failed SQS call on `url`.
 fn classify<E>(what: &str, url: &str, err: SdkError<E>) -> QueueError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,

@@ -1,5 +1,5 @@
 //! Stores: one seam over `object_store` for `s3://`, `file://` and `http(s)://`
-//! (DESIGN 2 and 3). Ranged reads are streamed and record-aligned; results are written
+//! (docs/architecture.md). Ranged reads are streamed and record-aligned; results are written
 //! create-only.
 //!
 //! A [`Store`] is a client plus a base (a folder): keys are `/`-separated and relative
@@ -47,7 +47,7 @@ use carry::{push_rechunked, RecordCarry};
 /// glibc's malloc keep freed ones around: 140 MiB peak RSS over 1 GiB with 8 MiB).
 const FILE_READ_CHUNK: usize = 1 << 20;
 
-/// Why a store operation failed, in the worker's three classes (DESIGN 4), plus
+/// Why a store operation failed, in the worker's three classes (docs/architecture.md#defaults), plus
 /// "not found" for whole-object reads (`get`), where it is an answer, not a failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -522,7 +522,7 @@ const FAULT_TEXT: [&str; 12] = [
     "nosuchbucket",
 ];
 
-/// Sorts an `object_store` error into the worker's classes (DESIGN 4): by its variant
+/// Sorts an `object_store` error into the worker's classes (docs/architecture.md#defaults): by its variant
 /// where the variant says enough, and only for `Generic` errors by their text (the
 /// HTTP status is inside the message: `RetryError` is private to `object_store`).
 fn classify(e: &object_store::Error, what: &str) -> StoreError {

@@ -1,4 +1,4 @@
-# Inputs mirror the agent config, version 1 (DESIGN.md section 5.4). The checks
+# Inputs mirror the agent config, version 1 (docs/config.md). The checks
 # here catch mistakes at plan time; the agent validates the same rules again
 # when it boots.
 

@@ -1,4 +1,4 @@
-//! `taxi-stats`: sums and histograms over taxi trip records (DESIGN 5.1).
+//! `taxi-stats`: sums and histograms over taxi trip records (docs/formats.md).
 //!
 //! [`TaxiStats::add_records`] is the hot loop of the whole agent. On x86-64 CPUs with
 //! AVX2 (detected at run time, never assumed at build time) it checks all 80 bytes of
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use record::RECORD_LENGTH;
 
 /// The `taxi-stats` output: all integers, so merging is exact, associative and
-/// commutative. Serialises to exactly the keys of DESIGN 5.1, in that order.
+/// commutative. Serialises to exactly the keys of docs/formats.md, in that order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaxiStats {
     /// Good records.

@@ -1,7 +1,7 @@
-//! Taxi trip records, version 1 (DESIGN 5.1): 80 bytes, ASCII, one CSV line.
+//! Taxi trip records, version 1 (docs/formats.md): 80 bytes, ASCII, one CSV line.
 //!
 //! [`parse`] is the scalar reference implementation of the record predicate: it is
-//! written field by field, straight from the table in DESIGN 5.1, and every faster
+//! written field by field, straight from the table in docs/formats.md, and every faster
 //! path (see `process::taxi`) is tested against it. [`SHAPE`] is the same layout as
 //! data, for code that checks all positions at once.
 
@@ -63,7 +63,7 @@ pub struct Trip {
     pub pickup_hour: u8,
 }
 
-/// Parses one record with exactly the DESIGN 5.1 predicate; `None` for any bad
+/// Parses one record with exactly the docs/formats.md predicate; `None` for any bad
 /// record, including one that is not exactly [`RECORD_LENGTH`] bytes long.
 ///
 /// Nothing beyond the predicate is checked: month 13, minute 99 or a dropoff hour of

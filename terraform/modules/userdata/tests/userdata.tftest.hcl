@@ -91,12 +91,28 @@ run "runcmd_installs_with_pinned_checksum" {
   command = apply
 
   assert {
-    condition     = yamldecode(output.user_data).runcmd[0] == ["/usr/local/sbin/rangefleet-install", "--url", var.agent_url, "--sha256", var.agent_sha256, "--dest", "/usr/local/bin/rangefleet", "--unit-src", "/usr/local/share/rangefleet/rangefleet-agent.service"]
+    condition     = yamldecode(output.user_data).runcmd[0] == ["/usr/local/sbin/rangefleet-install", "--url", var.agent_url, "--sha256", var.agent_sha256, "--dest", "/usr/local/bin/rangefleet", "--unit-src", "/usr/local/share/rangefleet/rangefleet-agent.service", "--catalog-src", "/usr/local/share/rangefleet/rangefleet.catalog"]
     error_message = "runcmd must call the installer with the URL and sha256."
   }
   assert {
     condition     = strcontains(one([for f in yamldecode(output.user_data).write_files : f.content if f.path == "/usr/local/sbin/rangefleet-install"]), "enable --now --no-block")
     error_message = "the installer must start the unit with --no-block."
+  }
+}
+
+run "journal_catalog_is_installed_as_written" {
+  command = apply
+
+  assert {
+    # Byte for byte: journalctl -x shows this text for the agent's MESSAGE_IDs.
+    condition = one([
+      for f in yamldecode(output.user_data).write_files : f if f.path == "/usr/local/share/rangefleet/rangefleet.catalog"
+    ]) == { path = "/usr/local/share/rangefleet/rangefleet.catalog", owner = "root:root", permissions = "0644", encoding = "gz+b64", content = base64gzip(file("${path.module}/../../../agent/systemd/rangefleet.catalog")) }
+    error_message = "the catalog entry in user-data differs from agent/systemd/rangefleet.catalog."
+  }
+  assert {
+    condition     = strcontains(one([for f in yamldecode(output.user_data).write_files : f.content if f.path == "/usr/local/sbin/rangefleet-install"]), "journalctl --update-catalog")
+    error_message = "the installer must rebuild the journal catalog."
   }
 }
 
@@ -146,7 +162,7 @@ run "defaults_are_left_to_the_agent" {
   }
   assert {
     condition     = yamldecode(output.agent_config).spot == { poll_seconds = 5, on_rebalance = "stop-leasing", drain_margin_seconds = 20 }
-    error_message = "spot defaults differ from DESIGN section 4."
+    error_message = "spot defaults differ from docs/architecture.md#defaults."
   }
   assert {
     condition     = yamldecode(output.agent_config).lease_seconds == 300
