@@ -5,10 +5,8 @@
 #
 # cloud-init writes this file to /usr/local/sbin/rangefleet-install and runs it
 # from runcmd. It fails closed: on any download or checksum failure nothing is
-# installed and the reason goes to stderr (cloud-init-output.log, also on the
-# serial console: `aws ec2 get-console-output`) and the journal. An instance
-# whose install failed cannot work, so it then powers off (the launch template
-# makes that a termination; the group replaces it), unless --no-start.
+# installed, the reason goes to stderr (cloud-init-output.log, the serial
+# console) and the journal, and the instance powers off (unless --no-start).
 #
 # usage: rangefleet-install --url URL --sha256 HEX [--dest PATH]
 #            [--unit-src FILE] [--unit-dir DIR] [--catalog-src FILE]
@@ -20,14 +18,11 @@
 #               into --catalog-dir (/usr/lib/systemd/catalog) as rangefleet.catalog.
 #   --no-start  install files only; skip journalctl --update-catalog,
 #               daemon-reload and enable --now (also RANGEFLEET_INSTALL_NO_START=1).
-#               Used by tests. Also: never power off.
-#
-# The agent's OnFailure= unit, rangefleet-agent-failed.service, is installed
-# from the folder of --unit-src too.
+#               Used by tests.
+# rangefleet-agent-failed.service is installed from --unit-src's folder.
 #
 # Environment: RANGEFLEET_INSTALL_BACKOFF_BASE (seconds, default 2) and
-# RANGEFLEET_INSTALL_BACKOFF_MAX (default 30) shape the retry delays;
-# RANGEFLEET_INSTALL_POWER_OFF replaces the power-off command (tests).
+# RANGEFLEET_INSTALL_BACKOFF_MAX (default 30) shape the retry delays.
 set -euo pipefail
 
 prog=rangefleet-install
@@ -37,8 +32,6 @@ dest=/usr/local/bin/rangefleet
 unit_src=/usr/local/share/rangefleet/rangefleet-agent.service
 unit_dir=/etc/systemd/system
 unit_name=rangefleet-agent.service
-failed_unit_name=rangefleet-agent-failed.service
-power_off_cmd="${RANGEFLEET_INSTALL_POWER_OFF:-systemctl poweroff --no-block}"
 catalog_src=/usr/local/share/rangefleet/rangefleet.catalog
 catalog_dir=/usr/lib/systemd/catalog
 attempts=8
@@ -58,10 +51,8 @@ log() {
 die() {
 	log "error: $*"
 	if [ "$no_start" != 1 ]; then
-		log "powering off: this instance cannot run the agent (the group replaces it)"
-		# Word splitting wanted: the command and its arguments.
-		# shellcheck disable=SC2086
-		$power_off_cmd || log "power-off failed"
+		log "powering off: the group replaces this instance"
+		systemctl poweroff --no-block || log "power-off failed"
 	fi
 	exit 1
 }
@@ -115,7 +106,7 @@ fetch_once() {
 
 # Checked before downloading so a broken image installs nothing at all.
 [ -f "$unit_src" ] || die "unit file $unit_src not found; nothing installed"
-failed_unit_src="$(dirname -- "$unit_src")/$failed_unit_name"
+failed_unit_src="$(dirname -- "$unit_src")/rangefleet-agent-failed.service"
 [ -f "$failed_unit_src" ] || die "unit file $failed_unit_src not found; nothing installed"
 [ -f "$catalog_src" ] || die "journal catalog $catalog_src not found; nothing installed"
 
@@ -154,9 +145,9 @@ trap - EXIT
 log "installed $dest (sha256 $actual, $(wc -c <"$dest") bytes) from $url"
 
 mkdir -p -- "$unit_dir"
-install -m 0644 -- "$failed_unit_src" "$unit_dir/$failed_unit_name"
+install -m 0644 -- "$failed_unit_src" "$unit_dir"/
 install -m 0644 -- "$unit_src" "$unit_dir/$unit_name"
-log "installed $unit_dir/$unit_name and $unit_dir/$failed_unit_name"
+log "installed $unit_dir/$unit_name and its OnFailure= unit"
 
 mkdir -p -- "$catalog_dir"
 install -m 0644 -- "$catalog_src" "$catalog_dir/rangefleet.catalog"

@@ -397,10 +397,6 @@ pub fn render_user_data(agent_yaml: &str) -> String {
             &indent6(&read("agent/systemd/rangefleet-agent.service")),
         )
         .replace(
-            "${indent(6, failed_unit)}",
-            &indent6(&read("agent/systemd/rangefleet-agent-failed.service")),
-        )
-        .replace(
             "${indent(6, install_script)}",
             &indent6(&read("cloud-init/install-agent.sh")),
         )

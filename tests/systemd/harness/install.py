@@ -16,6 +16,8 @@ the drill's SQLite queue and file:// store live.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from .container import Container
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "cloud-init/cloud-config.yaml.tftpl"
 UNIT = REPO / "agent/systemd/rangefleet-agent.service"
+# The agent unit's OnFailure= handler: a gz+b64 write_files entry beside UNIT_SRC.
+FAILED_UNIT = REPO / "agent/systemd/rangefleet-agent-failed.service"
 INSTALL_SCRIPT = REPO / "cloud-init/install-agent.sh"
 USERDATA_MODULE = REPO / "terraform/modules/userdata/main.tf"
 
@@ -66,6 +70,8 @@ def render(agent_config: str, url: str, sha256: str) -> str:
         "${indent(6, agent_config)}": tf_indent(6, agent_config.rstrip("\n")),
         "${indent(6, unit)}": tf_indent(6, UNIT.read_text()),
         "${indent(6, install_script)}": tf_indent(6, INSTALL_SCRIPT.read_text()),
+        "${failed_unit_base64gzip}": base64.b64encode(
+            gzip.compress(FAILED_UNIT.read_bytes())).decode(),
         "${jsonencode(install_argv)}": json.dumps(install_argv(url, sha256),
                                                   separators=(",", ":")),
     }
@@ -127,6 +133,7 @@ def install(c: Container, agent_config: str, url: str, sha256: str, imds_url: st
         if w.owner != "root:root":
             raise TemplateDrift(f"{w.path} is owned by {w.owner}; the harness writes as root")
         c.write(w.path, contents[w.variable], w.permissions)
+    c.write(UNIT_SRC.rsplit("/", 1)[0] + "/" + FAILED_UNIT.name, FAILED_UNIT.read_text(), 0o644)
     c.write(DROPIN, dropin(imds_url))
     argv = install_argv(url, sha256)
     if not start:
