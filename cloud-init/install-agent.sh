@@ -5,8 +5,8 @@
 #
 # cloud-init writes this file to /usr/local/sbin/rangefleet-install and runs it
 # from runcmd. It fails closed: on any download or checksum failure nothing is
-# installed and the reason goes to stderr (cloud-init-output.log) and the
-# journal.
+# installed, the reason goes to stderr (cloud-init-output.log, the serial
+# console) and the journal, and the instance powers off (unless --no-start).
 #
 # usage: rangefleet-install --url URL --sha256 HEX [--dest PATH]
 #            [--unit-src FILE] [--unit-dir DIR] [--catalog-src FILE]
@@ -19,6 +19,7 @@
 #   --no-start  install files only; skip journalctl --update-catalog,
 #               daemon-reload and enable --now (also RANGEFLEET_INSTALL_NO_START=1).
 #               Used by tests.
+# rangefleet-agent-failed.service is installed from --unit-src's folder.
 #
 # Environment: RANGEFLEET_INSTALL_BACKOFF_BASE (seconds, default 2) and
 # RANGEFLEET_INSTALL_BACKOFF_MAX (default 30) shape the retry delays.
@@ -49,6 +50,10 @@ log() {
 
 die() {
 	log "error: $*"
+	if [ "$no_start" != 1 ]; then
+		log "powering off: the group replaces this instance"
+		systemctl poweroff --no-block || log "power-off failed"
+	fi
 	exit 1
 }
 
@@ -101,6 +106,8 @@ fetch_once() {
 
 # Checked before downloading so a broken image installs nothing at all.
 [ -f "$unit_src" ] || die "unit file $unit_src not found; nothing installed"
+failed_unit_src="$(dirname -- "$unit_src")/rangefleet-agent-failed.service"
+[ -f "$failed_unit_src" ] || die "unit file $failed_unit_src not found; nothing installed"
 [ -f "$catalog_src" ] || die "journal catalog $catalog_src not found; nothing installed"
 
 dest_dir="$(dirname -- "$dest")"
@@ -138,8 +145,9 @@ trap - EXIT
 log "installed $dest (sha256 $actual, $(wc -c <"$dest") bytes) from $url"
 
 mkdir -p -- "$unit_dir"
+install -m 0644 -- "$failed_unit_src" "$unit_dir"/
 install -m 0644 -- "$unit_src" "$unit_dir/$unit_name"
-log "installed $unit_dir/$unit_name"
+log "installed $unit_dir/$unit_name and its OnFailure= unit"
 
 mkdir -p -- "$catalog_dir"
 install -m 0644 -- "$catalog_src" "$catalog_dir/rangefleet.catalog"

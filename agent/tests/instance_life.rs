@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use futures::StreamExt;
 use rangefleet::boot::Identity;
+use rangefleet::instance::health::FakeGroup;
 use rangefleet::instance::monitor::FakeNotices;
 use rangefleet::instance::publish::RecordingPublisher;
 use rangefleet::instance::systemd::Recorder;
@@ -25,6 +26,7 @@ struct Instance {
     notices: Arc<FakeNotices>,
     notifier: Arc<Recorder>,
     publisher: Arc<RecordingPublisher>,
+    group: Arc<FakeGroup>,
     results: Store,
 }
 
@@ -33,7 +35,9 @@ fn compose(d: &common::Data, faulty: Arc<FaultyObjectStore>) -> Instance {
     let notifier = Arc::new(Recorder::default());
     let publisher = Arc::new(RecordingPublisher::default());
     let results = Store::memory();
+    let group = Arc::new(FakeGroup::member_of("fleet-asg"));
     let deps = Deps {
+        group: Some(group.clone()),
         queue: d.queue.clone(),
         results: results.clone(),
         stores: stores(faulty),
@@ -46,6 +50,7 @@ fn compose(d: &common::Data, faulty: Arc<FaultyObjectStore>) -> Instance {
         notices,
         notifier,
         publisher,
+        group,
         results,
     }
 }
@@ -133,7 +138,50 @@ async fn ready_then_a_spot_notice_releases_the_jobs_in_flight_writes_the_summary
         i.publisher.calls(),
         vec![vec![("Name".to_string(), "worker-i-0life".to_string())]]
     );
+    // A spot drain is not the group's: no lifecycle action to complete.
+    assert!(i.group.calls().is_empty(), "{:?}", i.group.calls());
     eprintln!("a whole life in {:?} of real time", wall.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_the_group_started_completes_its_lifecycle_action_after_the_summary() {
+    let d = data(4_000, 500).await;
+    let faulty = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    faulty.push(
+        1_000,
+        GetFault::Paced {
+            chunk: 500 * 80 / 10,
+            every: secs(30),
+        },
+    );
+    let i = compose(&d, faulty);
+    let run = tokio::spawn(instance::run(
+        i.deps.clone(),
+        booted("i-0asg"),
+        futures::stream::pending(),
+    ));
+    tokio::time::sleep(secs(20)).await;
+    assert!(i.group.calls().is_empty(), "nothing before the notice");
+    i.notices.set_lifecycle("Terminated");
+    let outcome = tokio::time::timeout(secs(200), run)
+        .await
+        .expect("drains")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.drain.as_ref().unwrap().kind, "asg-termination");
+    assert_eq!(
+        i.group.calls(),
+        [
+            "DescribeAutoScalingInstances i-0asg",
+            "CompleteLifecycleAction fleet-asg rangefleet-drain i-0asg CONTINUE"
+        ]
+    );
+    // The summary was written before (the run wrote it, then completed the action).
+    assert!(i.results.get("_instances/i-0asg.json").await.is_ok());
+    assert_eq!(
+        i.notifier.states().last().map(String::as_str),
+        Some("STOPPING=1")
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
 //! Shared harness for rangefleet's black-box tests: the real binary, and local servers
 //! on 127.0.0.1 with free ports, started by the test and stopped when dropped.
 
+pub mod asg;
 pub mod ec2;
 pub mod fleet;
 pub mod journal;
@@ -51,6 +52,14 @@ pub fn rangefleet() -> Command {
     }
     // Never let a test fall through to the real instance metadata service.
     c.env("AWS_EC2_METADATA_DISABLED", "true");
+    // Nor read this machine's /etc/rangefleet/agent.yaml: tests that want an
+    // on-instance config file point this at one.
+    c.env(
+        "RANGEFLEET_LOCAL_CONFIG",
+        "/nonexistent/rangefleet/agent.yaml",
+    );
+    // Nor power anything off.
+    c.env("RANGEFLEET_POWER_OFF_COMMAND", "/bin/false");
     c.env("RANGEFLEET_LOG_FORMAT", "text");
     c
 }

@@ -1,4 +1,5 @@
-//! A small fault-injecting HTTP proxy in front of nginx or moto, on 127.0.0.1:0.
+//! A small fault-injecting HTTP proxy in front of nginx or moto, on 127.0.0.1:0, and a
+//! recording proxy for AWS Query APIs ([`RecordingProxy`]).
 //!
 //! Only GETs meet faults, in this order: the first `slow_downs` GETs are answered
 //! `503 SlowDown` (an S3 XML error body); the next `cut_gets` GETs pass the upstream's
@@ -241,4 +242,120 @@ async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<Body>
         full(bytes)
     };
     Ok(out.body(body).expect("response"))
+}
+
+/// One Query API call (`Action=…&Version=…&…`) a [`RecordingProxy`] saw, form-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// `SetInstanceHealth`, `CompleteLifecycleAction`, …
+    pub action: String,
+    /// Every parameter but `Action` and `Version`.
+    pub params: std::collections::BTreeMap<String, String>,
+}
+
+/// An AWS Query API endpoint (Auto Scaling, EC2) in front of moto that records every
+/// call, answers the actions in `answers` itself (moto does not implement
+/// CompleteLifecycleAction, say) and passes everything else through. Stopped on drop.
+pub struct RecordingProxy {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    calls: Arc<std::sync::Mutex<Vec<Call>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Recording {
+    upstream: String,
+    answers: Vec<(String, String)>,
+    calls: Arc<std::sync::Mutex<Vec<Call>>>,
+    client: reqwest::Client,
+}
+
+impl RecordingProxy {
+    /// Starts one in the current tokio runtime; `answers` are (action, XML body)
+    /// answered 200 without asking `upstream`.
+    pub async fn start(upstream: &str, answers: &[(&str, &str)]) -> RecordingProxy {
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let st = Arc::new(Recording {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            answers: answers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            calls: Arc::clone(&calls),
+            client: client(),
+        });
+        let (url, task) = serve(move |req| record_handle(req, Arc::clone(&st))).await;
+        RecordingProxy { url, calls, task }
+    }
+
+    /// The calls so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// The calls of `action` so far.
+    pub fn calls_of(&self, action: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.action == action)
+            .collect()
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Auto Scaling's answer to a CompleteLifecycleAction that worked.
+pub const COMPLETE_LIFECYCLE_ACTION_OK: &str = "<CompleteLifecycleActionResponse \
+xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\"><CompleteLifecycleActionResult/>\
+<ResponseMetadata><RequestId>rangefleet-recording-proxy</RequestId></ResponseMetadata>\
+</CompleteLifecycleActionResponse>";
+
+async fn record_handle(
+    req: Request<Incoming>,
+    st: Arc<Recording>,
+) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut action = String::new();
+    let mut params = std::collections::BTreeMap::new();
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "Action" => action = v.into_owned(),
+            "Version" => {}
+            _ => {
+                params.insert(k.into_owned(), v.into_owned());
+            }
+        }
+    }
+    st.calls.lock().unwrap().push(Call {
+        action: action.clone(),
+        params,
+    });
+    if let Some((_, answer)) = st.answers.iter().find(|(a, _)| *a == action) {
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "text/xml")
+            .body(full(answer.clone()))
+            .expect("response"));
+    }
+    let resp = match forward(&st.client, &st.upstream, &parts, body).await {
+        Ok(r) => r,
+        Err(bad_gateway) => return Ok(bad_gateway),
+    };
+    let mut out = Response::builder().status(resp.status());
+    for (k, v) in resp.headers() {
+        if !hop_by_hop(k) {
+            out = out.header(k, v);
+        }
+    }
+    let bytes = resp.bytes().await.unwrap_or_default();
+    Ok(out.body(full(bytes)).expect("response"))
 }

@@ -1,18 +1,21 @@
-//! rangefleet's own EC2 client (`agent/src/ec2.rs`) against moto.
+//! rangefleet's EC2 calls (`agent/src/aws/ec2.rs`, on aws-sdk-ec2) against moto: what
+//! the crate is given (credentials, endpoint, page size, retry settings) and what it
+//! makes of the answers.
 //!
-//! - Signing: with IAM authentication enforced, moto recomputes every request's SigV4
-//!   signature with botocore and answers `AuthFailure` on a mismatch. `status` with an
-//!   IAM user's keys lists exactly the tagged fleet across several pages; a wrong secret
-//!   fails with `AuthFailure`; assumed-role credentials (with a session token, as on an
-//!   instance) tag an instance, and aws-sdk-ec2, as an independent witness, sees the tag.
+//! - Credentials: with IAM authentication enforced, moto recomputes every request's
+//!   SigV4 signature and answers `AuthFailure` on a mismatch. `status` with an IAM
+//!   user's keys lists exactly the tagged fleet across several pages; a wrong secret
+//!   fails with `AuthFailure` and is never printed; assumed-role credentials (with a
+//!   session token, as on an instance) tag an instance, and a separate SDK client sees
+//!   the tag.
 //! - Paging and retries: through a proxy that throttles the first DescribeInstances,
-//!   every page is read once, the throttled call is retried, and nothing is repeated.
+//!   every page is read once, the throttled call is retried (the SDK's standard mode),
+//!   and nothing is repeated.
 
 use std::process::Command;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use rangefleet::aws::ec2::{Ec2, Ec2Error, PAGE_SIZE_ENV};
+use rangefleet::aws::ec2::{Ec2, PAGE_SIZE_ENV};
 use rangefleet_tests::ec2::{self, ThrottleProxy};
 use rangefleet_tests::moto::{self, Moto};
 use rangefleet_tests::{rangefleet, TempDir};
@@ -22,7 +25,7 @@ const REGION: &str = "us-east-1";
 /// Fleet instances, one reservation each: moto pages by reservation, so with pages of 5
 /// this is two pages.
 const FLEET: usize = 7;
-const PAGE: u32 = 5;
+const PAGE: i32 = 5;
 
 /// An IAM user allowed the two EC2 calls, and credentials of a role it assumed.
 const SETUP: &str = r#"
@@ -148,8 +151,7 @@ async fn requests_pass_moto_signature_checks_and_a_wrong_secret_is_refused() {
     );
 
     // As an agent would, with role credentials and their session token.
-    let agent =
-        Ec2::new(&moto.endpoint, REGION, SharedCredentialsProvider::new(role)).expect("client");
+    let agent = Ec2::new(&sdk_for(&moto.endpoint, role).await);
     let tags = vec![("Name".to_string(), format!("worker-{}", fleet[0]))];
     agent
         .create_tags(&fleet[0], &tags)
@@ -178,17 +180,32 @@ async fn requests_pass_moto_signature_checks_and_a_wrong_secret_is_refused() {
 
     // Refused outright, not retried: an unknown key.
     let stranger = Ec2::new(
-        &moto.endpoint,
-        REGION,
-        SharedCredentialsProvider::new(Credentials::new("AKIDUNKNOWN", "x", None, None, "t")),
-    )
-    .expect("client");
-    let err = stranger.create_tags(&fleet[0], &tags).await.unwrap_err();
-    assert!(
-        matches!(&err, Ec2Error::Service { code, .. } if code == "AuthFailure"),
-        "{err:?}"
+        &sdk_for(
+            &moto.endpoint,
+            Credentials::new("AKIDUNKNOWN", "x", None, None, "t"),
+        )
+        .await,
     );
-    assert!(!err.retryable());
+    let err = stranger.create_tags(&fleet[0], &tags).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("AuthFailure"), "{err:?}");
+    assert_eq!(stranger.attempts(), 1, "an auth failure is not retried");
+}
+
+/// An SDK config with `creds` for `endpoint`, and the SDK's standard retries (3
+/// attempts, short pauses), nothing from the developer's environment.
+async fn sdk_for(endpoint: &str, creds: Credentials) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .empty_test_environment()
+        .credentials_provider(creds)
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .retry_config(rangefleet::aws::standard_retry(
+            3,
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_millis(500),
+        ))
+        .load()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,11 +216,12 @@ async fn every_page_is_read_once_and_a_throttled_page_is_retried() {
     let proxy = ThrottleProxy::start(&moto.endpoint, "DescribeInstances", 1).await;
 
     let client = Ec2::new(
-        &proxy.url,
-        REGION,
-        SharedCredentialsProvider::new(Credentials::new("testing", "testing", None, None, "t")),
+        &sdk_for(
+            &proxy.url,
+            Credentials::new("testing", "testing", None, None, "t"),
+        )
+        .await,
     )
-    .expect("client")
     .with_page_size(PAGE);
     let rows = client
         .describe_instances(&[("fleet".into(), "signed".into())])
@@ -228,6 +246,7 @@ async fn every_page_is_read_once_and_a_throttled_page_is_retried() {
         2,
         "two pages of {PAGE}, each read once"
     );
+    assert_eq!(client.attempts(), 3, "one retry, two pages");
 
     // No filter matches: an empty list, one call.
     let none = client

@@ -76,6 +76,9 @@ pub struct Config {
     pub processors: Processors,
     /// Opt-in CreateTags for per-instance tags.
     pub publish_tags: bool,
+    /// The group's termination lifecycle hook the agent completes once drained
+    /// (`rangefleet-drain`, the Terraform module's `lifecycle_hook_name`).
+    pub lifecycle_hook: String,
 }
 
 /// The default job lease (docs/architecture.md#defaults).
@@ -107,6 +110,7 @@ impl Config {
             "spot": self.spot,
             "processors": self.processors,
             "publish_tags": self.publish_tags,
+            "lifecycle_hook": self.lifecycle_hook,
         })
     }
 }
@@ -154,6 +158,7 @@ struct RawConfig {
     spot: Option<RawSpot>,
     processors: Option<RawProcessors>,
     publish_tags: Option<bool>,
+    lifecycle_hook: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -363,7 +368,29 @@ impl Validator<'_> {
             spot,
             processors: Processors { exec },
             publish_tags: raw.publish_tags.unwrap_or(false),
+            lifecycle_hook: match raw.lifecycle_hook {
+                None => crate::aws::autoscaling::DEFAULT_HOOK.to_string(),
+                Some(h) => {
+                    check_hook_name(&h).map_err(|m| self.err("lifecycle_hook", m))?;
+                    h
+                }
+            },
         })
+    }
+}
+
+/// Auto Scaling's rule for lifecycle hook names: 1 to 255 of `A-Za-z0-9-_/`.
+fn check_hook_name(h: &str) -> Result<(), String> {
+    let ok = !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected a lifecycle hook name (1 to 255 of A-Z a-z 0-9 - _ /), got {h:?}"
+        ))
     }
 }
 

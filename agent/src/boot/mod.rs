@@ -1,8 +1,11 @@
 //! The boot path: who this instance is and what it is to do, from IMDS alone.
 //!
-//! One token, a handful of GETs in parallel, zero EC2 API calls (docs/architecture.md).
+//! One token, a handful of GETs in parallel, zero EC2 API calls (docs/architecture.md). The config
+//! comes from the on-instance file (`/etc/rangefleet/agent.yaml`, written by cloud-init
+//! or edited by an operator) when it exists, else from user-data ([`boot_from`]).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -29,6 +32,25 @@ pub struct Boot {
     pub tags: BTreeMap<String, String>,
     /// Whether IMDS serves instance tags (metadata tags enabled).
     pub instance_tags_on: bool,
+    /// Where the config came from.
+    pub config_source: ConfigSource,
+}
+
+/// The file the agent reads its config from when it exists: cloud-init writes the
+/// user-data's config there, and an operator may edit it (then restart the agent).
+pub const LOCAL_CONFIG: &str = "/etc/rangefleet/agent.yaml";
+
+/// Where a config came from (`identity` prints it as `config_source`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ConfigSource {
+    /// The on-instance file ([`LOCAL_CONFIG`], or `--local-config`).
+    File {
+        /// Its path.
+        path: PathBuf,
+    },
+    /// The rangefleet entry of the instance's user-data.
+    UserData,
 }
 
 /// Why boot failed.
@@ -60,6 +82,14 @@ pub enum BootError {
     /// Tags that break AWS's rules once expanded.
     #[error("invalid tags: {0}")]
     Tags(tags::TagError),
+    /// The on-instance config file exists but cannot be read.
+    #[error("failed to read the config file {}: {error} (fix its permissions, or remove it to use user-data)", path.display())]
+    LocalConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: String,
+    },
 }
 
 impl BootError {
@@ -71,7 +101,7 @@ impl BootError {
             BootError::Userdata(_) | BootError::Config(_) | BootError::Tags(_) => {
                 crate::exit::USAGE
             }
-            BootError::NoUserdata { .. } => crate::exit::USAGE,
+            BootError::NoUserdata { .. } | BootError::LocalConfig { .. } => crate::exit::USAGE,
             _ => crate::exit::FAILURE,
         }
     }
@@ -81,6 +111,33 @@ const MD: &str = "/latest/meta-data";
 
 /// Asks IMDS who this instance is and reads its config from user-data.
 pub async fn boot(imds: &ImdsClient, deadline: Instant) -> Result<Boot, BootError> {
+    boot_from(imds, deadline, None).await
+}
+
+/// The config text of `local` (path, text) when the file exists; `None` when it does
+/// not (then user-data holds the config).
+pub fn read_local_config(local: &Path) -> Result<Option<String>, BootError> {
+    match std::fs::read_to_string(local) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BootError::LocalConfig {
+            path: local.to_path_buf(),
+            error: e.to_string(),
+        }),
+    }
+}
+
+/// [`boot`], reading the config from the file `local` when it exists (user-data is
+/// then not parsed at all), else from user-data.
+pub async fn boot_from(
+    imds: &ImdsClient,
+    deadline: Instant,
+    local: Option<&Path>,
+) -> Result<Boot, BootError> {
+    let local_text = match local {
+        Some(path) => read_local_config(path)?.map(|t| (path.to_path_buf(), t)),
+        None => None,
+    };
     let required = |path: &'static str| async move {
         imds.get_text(&format!("{MD}/{path}"), deadline)
             .await?
@@ -115,11 +172,19 @@ pub async fn boot(imds: &ImdsClient, deadline: Instant) -> Result<Boot, BootErro
         launch_index: launch_index.and_then(|i| i.parse().ok()).unwrap_or(0),
         ami_id: ami_id.unwrap_or_default(),
     };
-    let raw = raw.ok_or_else(|| BootError::NoUserdata {
-        endpoint: imds.endpoint().to_string(),
-    })?;
-    let doc = userdata::decode(&raw)?;
-    let config = config::parse(&doc)?;
+    let (config, config_source) = match local_text {
+        Some((path, text)) => (
+            config::parse_text(&text, &path.display().to_string())?,
+            ConfigSource::File { path },
+        ),
+        None => {
+            let raw = raw.ok_or_else(|| BootError::NoUserdata {
+                endpoint: imds.endpoint().to_string(),
+            })?;
+            let doc = userdata::decode(&raw)?;
+            (config::parse(&doc)?, ConfigSource::UserData)
+        }
+    };
 
     let instance_tags_on = tag_keys.is_some();
     let mut instance_tags = BTreeMap::new();
@@ -146,6 +211,7 @@ pub async fn boot(imds: &ImdsClient, deadline: Instant) -> Result<Boot, BootErro
         config,
         tags,
         instance_tags_on,
+        config_source,
     })
 }
 

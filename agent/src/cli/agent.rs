@@ -1,6 +1,9 @@
-//! `rangefleet agent`: boot, then run the instance until it drains.
+//! `rangefleet agent`: boot, then run the instance until it drains. On an instance,
+//! a config it cannot work with (exit 2) is recorded in its summary and takes the
+//! instance out of its group (`instance::health`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::boot::{self, Identity};
 use crate::exit;
@@ -15,7 +18,8 @@ pub struct Args {
     /// Where identity and user-data come from (shared with the other boot commands).
     #[command(flatten)]
     pub boot: BootArgs,
-    /// Read the config from FILE instead of user-data (same formats).
+    /// Read the config from FILE instead of user-data (same formats); unlike
+    /// --local-config, FILE must exist.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Do not ask IMDS: a local identity, for one machine (needs --config).
@@ -77,22 +81,38 @@ pub async fn run(args: Args) -> i32 {
             }
         };
         let deadline = tokio::time::Instant::now() + args.boot.boot_deadline;
-        match boot::boot(&client, deadline).await {
+        // An explicit --config wins; else the on-instance file when it exists.
+        let local = file_config
+            .is_none()
+            .then_some(args.boot.local_config.as_path());
+        match boot::boot_from(&client, deadline, local).await {
             Ok(b) => {
+                let source = match (&args.config, &b.config_source) {
+                    (Some(path), _) => path.display().to_string(),
+                    (None, boot::ConfigSource::File { path }) => path.display().to_string(),
+                    (None, boot::ConfigSource::UserData) => "user-data".into(),
+                };
+                tracing::info!(event = "config_loaded", source = %source, "config loaded");
                 let config = file_config.unwrap_or(b.config);
                 (b.identity, config, b.tags, Some(client))
             }
             Err(e) => {
                 tracing::error!(event = "boot_failed", error = %e, "boot failed");
                 eprintln!("error: {e}");
+                if e.exit_code() == exit::USAGE {
+                    give_up(&client, config_path(&args), e.to_string()).await;
+                }
                 return e.exit_code();
             }
         }
     };
-    let deps = match Deps::connect(&config, &identity.region, imds).await {
+    let deps = match Deps::connect(&config, &identity.region, imds.clone()).await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
+            if let (Some(client), exit::USAGE) = (&imds, e.exit_code()) {
+                give_up(client, config_path(&args), e.to_string()).await;
+            }
             return e.exit_code();
         }
     };
@@ -106,9 +126,57 @@ pub async fn run(args: Args) -> i32 {
         Ok(_) => exit::OK,
         Err(e) => {
             eprintln!("error: {e}");
+            if let (Some(client), exit::USAGE) = (&imds, e.exit_code()) {
+                give_up(client, config_path(&args), e.to_string()).await;
+            }
             e.exit_code()
         }
     }
+}
+
+/// The file the config was (or would have been) read from.
+fn config_path(args: &Args) -> &Path {
+    args.config.as_deref().unwrap_or(&args.boot.local_config)
+}
+
+/// How long the failure report may take to learn the identity and the results prefix.
+const GIVE_UP_IMDS_BUDGET: Duration = Duration::from_secs(10);
+
+/// The exit-2 path on an instance: the config cannot work and restarting will not
+/// help. Writes why to the instance summary (the results prefix read leniently from the
+/// config that failed), then marks the instance Unhealthy. No power-off from here (the
+/// agent is unprivileged): when the call fails, the unit's OnFailure= handler
+/// (`rangefleet health mark-unhealthy`, as root) has the fallback.
+async fn give_up(imds: &ImdsClient, config_file: &Path, error: String) {
+    use crate::instance::health::{self, GiveUp};
+    let deadline = tokio::time::Instant::now() + GIVE_UP_IMDS_BUDGET;
+    let Some(identity) = health::imds_identity(imds, deadline).await else {
+        tracing::error!(
+            event = "failure_no_identity",
+            "IMDS did not say which instance this is: cannot record the failure or mark the instance"
+        );
+        return;
+    };
+    let results = health::config_bytes(imds, deadline, config_file)
+        .await
+        .and_then(|b| health::lenient_results(&b));
+    let region = std::env::var_os("AWS_REGION")
+        .is_none()
+        .then(|| identity.region.clone());
+    let group = crate::aws::autoscaling::AutoScaling::from_env(region).await;
+    let reason = format!(
+        "{error}. The agent will not start with this config: check it with `rangefleet userdata check`, then fix the launch template's user-data (or {} and restart the agent)",
+        crate::boot::LOCAL_CONFIG
+    );
+    health::give_up(GiveUp {
+        identity: &identity,
+        results,
+        failure: health::failure_now("config", reason),
+        keep_earlier: false,
+        group: &group,
+        power_off: None,
+    })
+    .await;
 }
 
 /// SIGTERM and Ctrl-C, one item each, for as long as the agent runs.

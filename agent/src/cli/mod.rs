@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod demo;
 pub mod gen;
+pub mod health;
 pub mod identity;
 pub mod imds_mock;
 pub mod plan;
@@ -73,7 +74,9 @@ pub struct Cli {
 enum Command {
     /// Ask IMDS who this instance is, read its config from user-data, print both, exit.
     ///
-    /// Prints {"identity", "config", "tags"} as JSON: what the agent would run with.
+    /// Prints {"identity", "config", "tags", "config_source"} as JSON: what the agent
+    /// would run with, and whether the config came from the on-instance file
+    /// (/etc/rangefleet/agent.yaml, --local-config) or from user-data.
     /// Makes no EC2 API call. Point it at a local IMDS with
     /// AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT.
     #[command(
@@ -150,11 +153,17 @@ enum Command {
     ///
     /// Visible, in-flight and dead-lettered messages of --queue; with --fleet-tag K=V,
     /// the instances carrying that tag (EC2 DescribeInstances); with --results, planned
-    /// jobs against results written (a progress bar on a terminal). --json for machines.
+    /// jobs against results written (a progress bar on a terminal) and the instances
+    /// whose agent gave up, with the reason from their summaries. --json for machines.
     #[command(
         after_help = "Exit codes: 0 printed; 1 a read failed; 2 bad usage or a queue or store that cannot be opened."
     )]
     Status(status::Args),
+    /// What the agent unit's OnFailure= handler runs: say why, leave the group.
+    Health {
+        #[command(subcommand)]
+        command: health::Command,
+    },
     /// The whole system on one machine, no AWS: gen, plan, 4 agents, a spot notice, reduce.
     ///
     /// Works in a fresh temporary directory (removed on success) unless --dir.
@@ -174,6 +183,10 @@ pub struct BootArgs {
     /// Give up on IMDS after this long and exit 75 (systemd restarts the unit).
     #[arg(long, env = "RANGEFLEET_BOOT_DEADLINE", default_value = "120s", value_parser = crate::time::parse_duration)]
     pub boot_deadline: Duration,
+    /// The on-instance config file: read instead of user-data when it exists
+    /// (cloud-init writes it; edit it and restart the agent to change the config).
+    #[arg(long, env = "RANGEFLEET_LOCAL_CONFIG", default_value = crate::boot::LOCAL_CONFIG)]
+    pub local_config: std::path::PathBuf,
 }
 
 /// Parses the command line, runs it, returns the exit code.
@@ -205,6 +218,7 @@ async fn run(command: Command) -> i32 {
         Command::Reduce(args) => reduce::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Health { command } => health::run(command).await,
     }
 }
 

@@ -1,9 +1,10 @@
-//! `rangefleet status`: the queue's counts, the fleet's instances, the plan's progress.
+//! `rangefleet status`: the queue's counts, the fleet's instances, the plan's progress,
+//! the instances whose agent gave up (and why).
 
 use serde_json::{json, Value};
 
 use crate::exit;
-use crate::operator::status::{InstanceRow, Progress};
+use crate::operator::status::{FailedInstance, InstanceRow, Progress};
 use crate::queue::QueueStats;
 
 /// `rangefleet status`.
@@ -12,8 +13,9 @@ pub struct Args {
     /// The queue: sqlite:///path/queue.db or an SQS queue URL.
     #[arg(long)]
     pub queue: String,
-    /// The results prefix the plan wrote `_plan.json` to: show the plan's progress
-    /// (a URL, or a local folder).
+    /// The results prefix the plan wrote `_plan.json` to (a URL, or a local folder):
+    /// show the plan's progress and the instances whose agent gave up, with the reason
+    /// from their summaries.
     #[arg(long, value_parser = super::location)]
     pub results: Option<String>,
     /// List the fleet's instances carrying this tag, K=V (repeatable: all must match).
@@ -60,15 +62,26 @@ pub async fn run(args: Args) -> i32 {
             }
         }
     };
-    let progress = match &args.results {
-        None => None,
+    let (progress, failed) = match &args.results {
+        None => (None, None),
         Some(url) => {
             let Some(store) = super::open_store(url, "results").await else {
                 return exit::USAGE;
             };
-            match crate::operator::status::progress(&store).await {
-                Ok(p) => Some(p),
+            let failed = match crate::operator::status::failed_instances(&store).await {
+                Ok(f) => f,
                 Err(e) => {
+                    eprintln!("error: failed to read the instance summaries under {url}: {e}");
+                    return exit::FAILURE;
+                }
+            };
+            match crate::operator::status::progress(&store).await {
+                Ok(p) => (Some(p), Some(failed)),
+                Err(e) => {
+                    // The failures are worth showing even before a plan exists.
+                    if !failed.is_empty() {
+                        crate::out!("{}", failed_text(&failed));
+                    }
                     eprintln!("error: {e}");
                     return e.exit_code();
                 }
@@ -76,12 +89,18 @@ pub async fn run(args: Args) -> i32 {
         }
     };
     if args.json {
-        let doc = to_json(&args, &stats, instances.as_deref(), progress.as_ref());
+        let mut doc = to_json(&args, &stats, instances.as_deref(), progress.as_ref());
+        if let Some(f) = &failed {
+            doc["failed_instances"] = serde_json::to_value(f).expect("rows serialise");
+        }
         crate::output::print_json(&doc);
     } else {
         crate::out!("{}", text(&args, &stats, instances.as_deref()));
         if let Some(p) = &progress {
             show_progress(p);
+        }
+        if let Some(f) = &failed {
+            crate::out!("{}", failed_text(f));
         }
     }
     exit::OK
@@ -151,6 +170,21 @@ fn text(args: &Args, stats: &QueueStats, instances: Option<&[InstanceRow]>) -> S
                 r.launch_time
             ));
         }
+    }
+    out
+}
+
+/// `failed instances: N`, then one line per instance: id, kind, when, reason.
+fn failed_text(failed: &[FailedInstance]) -> String {
+    let mut out = format!("failed instances: {}\n", failed.len());
+    for f in failed {
+        out.push_str(&format!(
+            "  {:<20} {:<11} {:<21} {}\n",
+            f.instance_id,
+            f.kind,
+            f.at.as_deref().unwrap_or("-"),
+            f.reason
+        ));
     }
     out
 }

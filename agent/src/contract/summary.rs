@@ -54,6 +54,10 @@ pub struct InstanceSummary {
     /// written before it was added.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput: Option<Throughput>,
+    /// Why the agent gave up, when it did (an invalid config, a crash loop); absent
+    /// from the summaries of agents that worked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
 }
 
 /// The width an agent chose (`instance/sizing.rs`) and what its GET window did
@@ -94,6 +98,20 @@ pub struct WindowSummary {
     pub throttled: u64,
     /// Parts split to fill an idle window (the end of a plan).
     pub splits: u64,
+}
+
+/// Why an agent could not work (`rangefleet status --results` lists these).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Failure {
+    /// `config` (an invalid config), `crash-loop` (restarted past the unit's start
+    /// limit), `install` (the install failed), `unit-failed` (any other way the unit
+    /// failed for good).
+    pub kind: String,
+    /// What went wrong and what to do, for people.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 /// Why an agent drained.
@@ -170,6 +188,7 @@ mod tests {
             released: 2,
             bytes_read: 96_000_000,
             throughput: None,
+            failure: None,
         }
     }
 

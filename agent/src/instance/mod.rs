@@ -7,11 +7,13 @@
 //!
 //! ```text
 //! READY=1 → worker (lease → read → process → result → ack) + monitor (notices) + tags
-//!         → a notice or a signal drains the worker → _instances/<id>.json → STOPPING=1
+//!         → a notice or a signal drains the worker → _instances/<id>.json
+//!         → (a drain the group started) CompleteLifecycleAction CONTINUE → STOPPING=1
 //! ```
 
 pub mod events;
 pub mod fetch;
+pub mod health;
 pub mod monitor;
 pub mod publish;
 pub mod sizing;
@@ -57,11 +59,15 @@ pub struct Deps {
     pub publisher: Arc<dyn TagPublisher>,
     /// The service manager (sd_notify).
     pub notifier: Arc<dyn Notifier>,
+    /// The auto-scaling group's side of this instance: the drain hook is completed
+    /// through it (none on one machine).
+    pub group: Option<Arc<dyn health::Group>>,
 }
 
 impl Deps {
     /// The real clients for `config`: the queue and the results store it names, IMDS
-    /// for the notices when there is one, EC2 for tags, sd_notify.
+    /// for the notices when there is one (and then Auto Scaling for the drain hook), EC2
+    /// for tags, sd_notify.
     pub async fn connect(
         config: &Config,
         region: &str,
@@ -80,7 +86,18 @@ impl Deps {
                     url: config.results.clone(),
                     source,
                 })?;
+        let group = match &imds {
+            Some(_) => {
+                let region = std::env::var_os("AWS_REGION")
+                    .is_none()
+                    .then(|| region.to_string());
+                let client = crate::aws::autoscaling::AutoScaling::from_env(region).await;
+                Some(Arc::new(client) as Arc<dyn health::Group>)
+            }
+            None => None,
+        };
         Ok(Deps {
+            group,
             queue,
             results,
             stores: StoreCache::default(),
@@ -237,6 +254,20 @@ pub async fn run(
     let key = crate::contract::summary::summary_key(&booted.identity.instance_id);
     if let Err(e) = deps.results.put(&key, summary.to_bytes().into()).await {
         tracing::error!(event = "summary_write_failed", error = %e, "failed to write the instance summary");
+    }
+    // Drained because the group is terminating the instance: let it go now rather than
+    // at the hook's heartbeat timeout.
+    let by_group = outcome
+        .drain
+        .as_ref()
+        .is_some_and(|d| d.kind == monitor::ASG_TERMINATION);
+    if let (true, Some(group)) = (by_group, &deps.group) {
+        health::complete_drain(
+            &booted.identity.instance_id,
+            &config.lifecycle_hook,
+            group.as_ref(),
+        )
+        .await;
     }
     tracing::info!(
         event = "agent_stopped",

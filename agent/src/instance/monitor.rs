@@ -26,6 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::boot::config::{OnRebalance, SpotConfig};
 use crate::imds::{ImdsClient, ImdsError};
+
+/// The drain kind of `autoscaling/target-lifecycle-state = Terminated`: after such a
+/// drain the agent completes the group's lifecycle action.
+pub const ASG_TERMINATION: &str = "asg-termination";
 use crate::instance::events;
 use crate::instance::worker::{Control, DrainReason};
 
@@ -203,7 +207,7 @@ pub fn decide(notice: &Notice, now: SystemTime, on_rebalance: OnRebalance) -> De
         Notice::Lifecycle(state) if state.trim() == "Terminated" => Decision::Drain {
             within: DEFAULT_DRAIN,
             reason: DrainReason {
-                kind: "asg-termination".into(),
+                kind: ASG_TERMINATION.into(),
                 detail: state.clone(),
             },
             malformed: false,

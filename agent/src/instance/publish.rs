@@ -3,17 +3,15 @@
 //! EC2 throttles CreateTags per account (a bucket of 100, refilled at 10 a second), so a
 //! thousand instances booting together must not call it at once. Each agent calls it
 //! once, in the background, after a random delay (uniform in `[0, jitter)`), on its own
-//! instance only, retrying throttling and server errors with full-jitter backoff until a
-//! bounded time has passed, then gives up with a warning. Nothing here can block or
+//! instance only. aws-sdk-ec2 retries throttling and server errors in its standard mode
+//! (exponential backoff with full jitter, up to [`DEFAULT_ATTEMPTS`] attempts), and the
+//! whole call gives up with a warning after a bounded time. Nothing here can block or
 //! fail the agent: jobs go on whatever happens.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::aws::ec2::Ec2;
-use crate::backoff::FullJitter;
 use crate::boot::Identity;
 
 /// Longest spread of the first call (docs/architecture.md): 1,000 instances over 30 s is about 33
@@ -21,6 +19,12 @@ use crate::boot::Identity;
 pub const DEFAULT_JITTER: Duration = Duration::from_secs(30);
 /// Give up this long after the first attempt.
 pub const DEFAULT_GIVE_UP: Duration = Duration::from_secs(300);
+/// CreateTags attempts in all (the SDK's standard retry mode).
+pub const DEFAULT_ATTEMPTS: u32 = 10;
+/// The SDK's first retry pauses up to this long, doubling each time.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+/// No retry pause is longer.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
 /// Overrides [`DEFAULT_JITTER`], in milliseconds (tests).
 pub const JITTER_ENV: &str = "RANGEFLEET_PUBLISH_JITTER_MS";
 /// Overrides [`DEFAULT_GIVE_UP`], in milliseconds (tests).
@@ -31,10 +35,8 @@ pub const GIVE_UP_ENV: &str = "RANGEFLEET_PUBLISH_GIVE_UP_MS";
 pub struct Settings {
     /// The first call waits uniform in `[0, jitter)`.
     pub jitter: Duration,
-    /// Retries stop this long after the first attempt.
+    /// The call, retries included, stops this long after the first attempt.
     pub give_up: Duration,
-    /// Pauses between attempts.
-    pub backoff: FullJitter,
 }
 
 impl Default for Settings {
@@ -42,7 +44,6 @@ impl Default for Settings {
         Settings {
             jitter: DEFAULT_JITTER,
             give_up: DEFAULT_GIVE_UP,
-            backoff: FullJitter::new(Duration::from_millis(500), Duration::from_secs(20)),
         }
     }
 }
@@ -73,14 +74,14 @@ impl Settings {
 pub enum Published {
     /// Every tag is on the instance.
     Done {
-        /// Calls made, the successful one included.
+        /// HTTP attempts made, the successful one included.
         attempts: u32,
     },
     /// Nothing to publish (only `aws:` tags, or none).
     Nothing,
-    /// Stopped: a permanent error, or still throttled when time ran out.
+    /// Stopped: a permanent error, the attempts used up, or time ran out.
     GaveUp {
-        /// Calls made.
+        /// HTTP attempts made.
         attempts: u32,
         /// The last error.
         error: String,
@@ -107,13 +108,14 @@ pub fn publishable(
 }
 
 /// Waits the jitter, then tags `identity`'s instance with the per-instance tags of
-/// `config_tags` ([`publishable`]) through `client`. Retries what
-/// [`crate::aws::ec2::Ec2Error::retryable`] says may pass (throttling, 5xx, no answer).
+/// `config_tags` ([`publishable`]) through `client`, whose SDK retry settings decide
+/// what is retried (throttling, 5xx, no answer) and how often; stops after
+/// `settings.give_up` whatever the retries.
 pub async fn publish(
     client: &Ec2,
     identity: &Identity,
     config_tags: &BTreeMap<String, String>,
-    mut settings: Settings,
+    settings: Settings,
 ) -> Published {
     let tags = publishable(config_tags, identity);
     if tags.is_empty() {
@@ -128,26 +130,26 @@ pub async fn publish(
         );
         tokio::time::sleep(wait).await;
     }
-    let started = Instant::now();
-    let give_up = settings.give_up;
-    let (result, attempts) = settings
-        .backoff
-        .retry(
-            || client.create_tags(&identity.instance_id, &tags),
-            |e: &crate::aws::ec2::Ec2Error, attempts, pause| {
-                let again = e.retryable() && started.elapsed() + pause <= give_up;
-                if again {
-                    tracing::debug!(event = "tags_retry", attempts, pause_ms = pause.as_millis() as u64, error = %e, "tag publishing: retrying");
-                }
-                again
-            },
-        )
-        .await;
+    let before = client.attempts();
+    let result = tokio::time::timeout(
+        settings.give_up,
+        client.create_tags(&identity.instance_id, &tags),
+    )
+    .await;
+    let attempts = client.attempts() - before;
     match result {
-        Ok(()) => Published::Done { attempts },
-        Err(e) => Published::GaveUp {
+        Ok(Ok(())) => Published::Done { attempts },
+        Ok(Err(e)) => Published::GaveUp {
             attempts,
             error: format!("CreateTags on {} failed: {e}", identity.instance_id),
+        },
+        Err(_) => Published::GaveUp {
+            attempts,
+            error: format!(
+                "CreateTags on {} still failing after {} s",
+                identity.instance_id,
+                settings.give_up.as_secs()
+            ),
         },
     }
 }
@@ -160,13 +162,8 @@ pub async fn run(identity: Identity, config_tags: BTreeMap<String, String>) {
     let region = std::env::var_os("AWS_REGION")
         .is_none()
         .then(|| identity.region.clone());
-    let client = match Ec2::from_env(region).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(event = "tags_no_client", error = %e, "tag publishing: no EC2 client; jobs go on, the launch template's tags stay");
-            return;
-        }
-    };
+    let retry = crate::aws::standard_retry(DEFAULT_ATTEMPTS, INITIAL_BACKOFF, MAX_BACKOFF);
+    let client = Ec2::from_env(region, retry).await;
     match publish(&client, &identity, &config_tags, Settings::from_env()).await {
         Published::Done { attempts } => tracing::info!(
             event = "instance_tags_published",

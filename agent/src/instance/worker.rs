@@ -796,5 +796,6 @@ pub fn summary(
         released: c.released.load(Ordering::Relaxed),
         bytes_read: c.bytes_read.load(Ordering::Relaxed),
         throughput: None,
+        failure: None,
     }
 }

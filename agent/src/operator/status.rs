@@ -12,7 +12,8 @@ use serde::Serialize;
 #[cfg(test)]
 use serde_json::json;
 
-use crate::aws::ec2::{Ec2, Ec2Error};
+use crate::aws::ec2::Ec2;
+use crate::aws::AwsError;
 use crate::contract::manifest::MANIFEST;
 use crate::error::ErrorClass;
 use crate::operator::plan::ManifestError;
@@ -37,7 +38,7 @@ pub struct Progress {
 pub enum StatusError {
     /// EC2 DescribeInstances failed.
     #[error("failed to describe the fleet's instances: {0}")]
-    Fleet(#[from] Ec2Error),
+    Fleet(#[from] AwsError),
     /// The manifest could not be read.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -70,10 +71,49 @@ impl StatusError {
     }
 }
 
-/// Lists the instances carrying every tag of `tags`, all pages, sorted by id.
+/// Lists the instances carrying every tag of `tags`, all pages, sorted by id
+/// (aws-sdk-ec2, standard retries: 3 attempts per page).
 pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRow>, StatusError> {
-    let client = Ec2::from_env(None).await?;
+    let retry = crate::aws::standard_retry(
+        3,
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(5),
+    );
+    let client = Ec2::from_env(None, retry).await;
     Ok(client.describe_instances(tags).await?)
+}
+
+/// An instance whose agent gave up, from the `failure` of its summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedInstance {
+    /// `i-…`.
+    pub instance_id: String,
+    /// `config`, `crash-loop`, `install`, …
+    pub kind: String,
+    /// Why, as the agent wrote it.
+    pub reason: String,
+    /// When (RFC 3339), when the summary says.
+    pub at: Option<String>,
+}
+
+/// The instances under `results` whose summary (`_instances/<id>.json`) has a
+/// `failure`, in instance id order.
+pub async fn failed_instances(results: &Store) -> Result<Vec<FailedInstance>, StatusError> {
+    let summaries = crate::operator::reduce::instance_summaries(results).await?;
+    let mut out: Vec<FailedInstance> = summaries
+        .into_iter()
+        .filter_map(|s| {
+            let f = s.failure?;
+            Some(FailedInstance {
+                instance_id: s.instance_id,
+                kind: f.kind,
+                reason: f.reason,
+                at: (!f.at.is_empty()).then_some(f.at),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    Ok(out)
 }
 
 /// Planned jobs (from `_plan.json`) against result documents under `results`.
@@ -111,6 +151,49 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn failed_instances_are_the_summaries_with_a_failure() {
+        let store = Store::memory();
+        let docs = [
+            ("i-2", json!({"v": 1, "instance_id": "i-2", "done": 10})),
+            (
+                "i-3",
+                json!({"v": 1, "instance_id": "i-3", "failure":
+                {"kind": "crash-loop", "reason": "rangefleet-agent.service failed"}}),
+            ),
+            (
+                "i-1",
+                json!({"v": 1, "instance_id": "i-1", "failure":
+                {"kind": "config", "reason": "invalid config: queue: bad", "at": "2026-01-01T00:00:00Z"}}),
+            ),
+        ];
+        for (id, doc) in docs {
+            let key = crate::contract::summary::summary_key(id);
+            store
+                .put(&key, serde_json::to_vec(&doc).unwrap().into())
+                .await
+                .unwrap();
+        }
+        let got = failed_instances(&store).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                FailedInstance {
+                    instance_id: "i-1".into(),
+                    kind: "config".into(),
+                    reason: "invalid config: queue: bad".into(),
+                    at: Some("2026-01-01T00:00:00Z".into()),
+                },
+                FailedInstance {
+                    instance_id: "i-3".into(),
+                    kind: "crash-loop".into(),
+                    reason: "rangefleet-agent.service failed".into(),
+                    at: None,
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn progress_counts_planned_results_only() {
         let store = Store::memory();
         let manifest = json!({"v": 1, "source": "file:///d/", "processor": "count",
@@ -129,6 +212,7 @@ mod tests {
             .await
             .unwrap();
         let p = progress(&store).await.unwrap();
+        assert!(failed_instances(&store).await.unwrap().is_empty());
         assert_eq!(
             p,
             Progress {

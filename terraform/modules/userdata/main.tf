@@ -48,9 +48,10 @@ locals {
     agent_config = local.agent_config
     unit         = file("${local.repo_root}/agent/systemd/rangefleet-agent.service")
     # gz+b64 in the cloud-config: the plain text would not fit in user-data.
-    catalog_base64gzip = base64gzip(file("${local.repo_root}/agent/systemd/rangefleet.catalog"))
-    install_script     = file("${local.repo_root}/cloud-init/install-agent.sh")
-    install_argv       = local.install_argv
+    catalog_base64gzip     = base64gzip(file("${local.repo_root}/agent/systemd/rangefleet.catalog"))
+    failed_unit_base64gzip = base64gzip(file("${local.repo_root}/agent/systemd/rangefleet-agent-failed.service"))
+    install_script         = file("${local.repo_root}/cloud-init/install-agent.sh")
+    install_argv           = local.install_argv
   })
 
   user_data_base64gzip = base64gzip(local.user_data)

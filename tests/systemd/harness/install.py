@@ -28,6 +28,8 @@ from .container import Container
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "cloud-init/cloud-config.yaml.tftpl"
 UNIT = REPO / "agent/systemd/rangefleet-agent.service"
+# The agent unit's OnFailure= handler: a gz+b64 write_files entry beside UNIT_SRC.
+FAILED_UNIT = REPO / "agent/systemd/rangefleet-agent-failed.service"
 INSTALL_SCRIPT = REPO / "cloud-init/install-agent.sh"
 USERDATA_MODULE = REPO / "terraform/modules/userdata/main.tf"
 
@@ -54,7 +56,7 @@ def tf_indent(spaces: int, text: str) -> str:
 # template variable that carries each.
 FILES = {
     "unit": UNIT,
-    "failed_unit": REPO / "agent/systemd/rangefleet-agent-failed.service",
+    "failed_unit": FAILED_UNIT,
     "install_script": INSTALL_SCRIPT,
     "catalog": REPO / "agent/systemd/rangefleet.catalog",
 }
