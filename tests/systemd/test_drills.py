@@ -219,9 +219,9 @@ def test_spot_notice_drains_and_the_unit_ends_inactive_exit_0(instance: Instance
     assert len(notices) == 1 and len(drained) == 1, text
     assert mono(notices[0]) / 1e6 >= imds.started + 8, "the notice came when scheduled"
     assert mono(notices[0]) < mono(drained[0]), text
-    after = [field(e, "MESSAGE") for e in entries if mono(notices[0]) < mono(e) < mono(drained[0])]
-    assert "job done" in after, f"the jobs in flight at the notice were finished:\n{text}"
-    assert "job started" not in after, f"no job was leased after the notice:\n{text}"
+    after = [field(e, "EVENT") for e in entries if mono(notices[0]) < mono(e) < mono(drained[0])]
+    assert "job_done" in after, f"the jobs in flight at the notice were finished:\n{text}"
+    assert "job_started" not in after, f"no job was leased after the notice:\n{text}"
     summary = i.summaries()[0]
     assert summary["interruption"]["kind"] == "spot-interruption", summary
 

@@ -87,7 +87,7 @@ def signal_at(s: Stopped) -> int:
 
 
 def released(s: Stopped) -> list[dict[str, object]]:
-    return [e for e in s.agent if field(e, "MESSAGE") == "job released"
+    return [e for e in s.agent if field(e, "EVENT") == "job_released"
             and field(e, "WHY") == "released while draining"]
 
 
@@ -112,7 +112,7 @@ def test_stop_exits_0_within_timeout_stop_sec(stopped: Stopped):
 def test_stop_finishes_the_jobs_that_fit(stopped: Stopped):
     s = stopped
     t = signal_at(s)
-    done_after = [e for e in s.agent if field(e, "MESSAGE") == "job done" and mono(e) > t]
+    done_after = [e for e in s.agent if field(e, "EVENT") == "job_done" and mono(e) > t]
     assert [field(e, "JOB_ID").split("/")[0] for e in done_after] == ["color=yellow"] * 2, \
         messages(s.agent)
     assert s.before == ("leasing", 4, 0, 0), s.before
