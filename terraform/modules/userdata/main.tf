@@ -46,8 +46,8 @@ locals {
 
   user_data = templatefile("${local.repo_root}/cloud-init/cloud-config.yaml.tftpl", {
     agent_config = local.agent_config
-    unit         = file("${local.repo_root}/agent/systemd/rangefleet-agent.service")
     # gz+b64 in the cloud-config: the plain text would not fit in user-data.
+    unit_base64gzip        = base64gzip(file("${local.repo_root}/agent/systemd/rangefleet-agent.service"))
     catalog_base64gzip     = base64gzip(file("${local.repo_root}/agent/systemd/rangefleet.catalog"))
     failed_unit_base64gzip = base64gzip(file("${local.repo_root}/agent/systemd/rangefleet-agent-failed.service"))
     install_script         = file("${local.repo_root}/cloud-init/install-agent.sh")
