@@ -19,7 +19,6 @@
 //! with `CONTINUE`, so the instance goes at once instead of at the hook's timeout.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use tokio::time::Instant;
 
@@ -82,10 +81,20 @@ impl Group for AutoScaling {
     }
 }
 
+/// Why the power-off could not be started: the command and what it said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{command}: {reason}")]
+pub struct PowerOffError {
+    /// The command run.
+    pub command: String,
+    /// Why it failed (could not start, or its exit status).
+    pub reason: String,
+}
+
 /// Powers the instance off: the fallback when the group cannot be told.
 pub trait PowerOff: Send + Sync {
     /// Starts the power-off; `Err` says why it could not be started.
-    fn power_off(&self) -> Result<(), String>;
+    fn power_off(&self) -> Result<(), PowerOffError>;
 }
 
 /// The real power-off: runs [`POWER_OFF_COMMAND`], or the argv in [`POWER_OFF_ENV`].
@@ -107,26 +116,31 @@ impl CommandPowerOff {
 }
 
 impl PowerOff for CommandPowerOff {
-    fn power_off(&self) -> Result<(), String> {
-        let shown = self.argv.join(" ");
+    fn power_off(&self) -> Result<(), PowerOffError> {
+        let fail = |reason: String| PowerOffError {
+            command: self.argv.join(" "),
+            reason,
+        };
         let status = std::process::Command::new(&self.argv[0])
             .args(&self.argv[1..])
             .status()
-            .map_err(|e| format!("{shown}: {e}"))?;
+            .map_err(|e| fail(e.to_string()))?;
         if status.success() {
             Ok(())
         } else {
-            Err(format!("{shown}: {status}"))
+            Err(fail(status.to_string()))
         }
     }
 }
 
 /// A power-off that only counts, for in-process tests.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Default)]
 pub struct RecordingPowerOff {
-    calls: Mutex<u32>,
+    calls: std::sync::Mutex<u32>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl RecordingPowerOff {
     /// Power-offs asked for.
     pub fn calls(&self) -> u32 {
@@ -134,8 +148,9 @@ impl RecordingPowerOff {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl PowerOff for RecordingPowerOff {
-    fn power_off(&self) -> Result<(), String> {
+    fn power_off(&self) -> Result<(), PowerOffError> {
         *self.calls.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         Ok(())
     }
@@ -144,15 +159,17 @@ impl PowerOff for RecordingPowerOff {
 /// A group in memory, for in-process tests: the instance is in `group` (or in none),
 /// every call is recorded as `Action group/instance…`, and `fail` makes every call fail
 /// as AccessDenied would.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Default)]
 pub struct FakeGroup {
     /// The group the instance is in.
     pub group: Option<String>,
     /// Every call fails.
     pub fail: bool,
-    calls: Mutex<Vec<String>>,
+    calls: std::sync::Mutex<Vec<String>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl FakeGroup {
     /// An instance in `group`.
     pub fn member_of(group: &str) -> FakeGroup {
@@ -185,6 +202,7 @@ impl FakeGroup {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 #[async_trait::async_trait]
 impl Group for FakeGroup {
     async fn membership(&self, instance_id: &str) -> Result<Option<Membership>, AwsError> {
