@@ -266,12 +266,22 @@ def test_misspelt_config_key_exits_2_and_is_not_restarted(instance: Instance):
     s = i.show("ActiveState", "SubState", "NRestarts", "Result")
     assert (s["ActiveState"], s["NRestarts"]) == ("failed", "0"), f"not restarted: {s}"
 
-    # The agent read its config from the user-data (the cloud-config's write_files
-    # entry): the journal names that document's line and the field.
+    # The agent read its config from the file cloud-init wrote (read first, so an
+    # operator's edit counts): the journal names that file's line and the field.
     userdata = (i.c.run / "user-data-0.yaml").read_text()
-    line = userdata.splitlines().index("      concurency: 2") + 1
+    line = config.splitlines().index("concurency: 2") + 1
     text = messages(i.journal("-u", "rangefleet-agent", "-b"))
     assert f"line {line}: unknown field `concurency`" in text, text
+    # The failure path ran from the real units: the summary says why, and the
+    # OnFailure= handler, finding no auto-scaling group here, took its fallback (the
+    # power-off, which the harness turns into a mark instead of ending the container).
+    failed = [s for s in i.summaries() if s.get("failure")]
+    assert failed and failed[0]["failure"]["kind"] == "config", i.summaries()
+    assert "concurency" in failed[0]["failure"]["reason"], failed[0]
+    wait_for("the OnFailure= handler's power-off fallback",
+             lambda: (i.c.shared / "powered-off").exists() or None, 60,
+             interval=0.5, describe=i.describe)
+    line = userdata.splitlines().index("      concurency: 2") + 1
     # The operator's check says the same of the user-data, and names the line in the
     # copy cloud-init wrote to /etc/rangefleet/agent.yaml.
     i.c.write("/root/user-data", userdata)

@@ -217,6 +217,8 @@ EXPECTATIONS = [
     ("journalctl -u rangefleet-agent -o json", _expect_json),
     ("journalctl -x", _expect_explained),
 ]
+# The failed-agent runbook's recipe: here the agent worked, so it shows the agent's story.
+EXPECTATIONS.insert(0, ("-u rangefleet-agent-failed -b", _expect_boot_story))
 
 
 def expectation(recipe: str):

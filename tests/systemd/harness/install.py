@@ -170,6 +170,24 @@ def dropin(imds_url: str) -> str:
     )
 
 
+FAILED_DROPIN = "/etc/systemd/system/rangefleet-agent-failed.service.d/50-rangefleet-harness.conf"
+# Where the failed-agent handler's power-off lands instead of powering the container off.
+POWERED_OFF = f"{SHARED}/powered-off"
+
+
+def failed_dropin(imds_url: str) -> str:
+    """The OnFailure= handler's doubles: the same IMDS, and a power-off that leaves a
+    mark instead of ending the container (there is no auto-scaling group here, so the
+    handler takes its fallback)."""
+    return (
+        "# tests/systemd: the test doubles, not part of a fleet's install.\n"
+        "[Service]\n"
+        f"Environment=AWS_EC2_METADATA_SERVICE_ENDPOINT={imds_url}\n"
+        f"Environment=RANGEFLEET_POWER_OFF_COMMAND=/usr/bin/touch {POWERED_OFF}\n"
+        f"ReadWritePaths={SHARED}\n"
+    )
+
+
 def install(c: Container, agent_config: str, url: str, sha256: str, imds_url: str,
             start: bool = True, timeout: float = 120) -> str:
     """Carries out the rendered cloud-config's write_files and runcmd in `c`.
@@ -180,6 +198,7 @@ def install(c: Container, agent_config: str, url: str, sha256: str, imds_url: st
         c.write(w.path, file_text(w.variable.removesuffix("_base64gzip"), agent_config),
                 w.permissions)
     c.write(DROPIN, dropin(imds_url))
+    c.write(FAILED_DROPIN, failed_dropin(imds_url))
     argv = install_argv(url, sha256)
     if not start:
         argv.append("--no-start")
