@@ -229,12 +229,22 @@ impl<W: io::Write> io::Write for Sanitised<W> {
 /// [`SECRET_NAMES`] is replaced by `<redacted>`, and control characters other than the
 /// line's own ending newline and the terminal's colour escapes are written as `\n`,
 /// `\r`, `\t` or `\u{..}`.
-pub fn sanitise(text: &str) -> String {
+pub fn sanitise(text: &str) -> std::borrow::Cow<'_, str> {
     let body = text.strip_suffix('\n');
     let (body, ending) = match body {
         Some(b) => (b, "\n"),
         None => (text, ""),
     };
+    // Every log line passes here: a clean one is returned as it came, with no copy.
+    if !body.chars().any(|c| c.is_control() && c != '\x1b') {
+        return match redact(body) {
+            std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(text),
+            std::borrow::Cow::Owned(mut s) => {
+                s.push_str(ending);
+                std::borrow::Cow::Owned(s)
+            }
+        };
+    }
     let mut out = String::with_capacity(text.len() + 8);
     for c in body.chars() {
         match c {
@@ -246,13 +256,13 @@ pub fn sanitise(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out = redact(&out);
+    let mut out = redact(&out).into_owned();
     out.push_str(ending);
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// Blanks the value that follows each secret name (`name: v`, `name=v`, `"name": "v"`).
-fn redact(line: &str) -> String {
+fn redact(line: &str) -> std::borrow::Cow<'_, str> {
     let lower = line.to_ascii_lowercase();
     let mut cuts: Vec<(usize, usize)> = Vec::new();
     for name in SECRET_NAMES {
@@ -283,7 +293,7 @@ fn redact(line: &str) -> String {
         }
     }
     if cuts.is_empty() {
-        return line.to_string();
+        return std::borrow::Cow::Borrowed(line);
     }
     cuts.sort_unstable();
     let mut out = String::with_capacity(line.len());
@@ -297,7 +307,7 @@ fn redact(line: &str) -> String {
         at = e;
     }
     out.push_str(&line[at..]);
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
