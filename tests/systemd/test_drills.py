@@ -278,9 +278,12 @@ def test_misspelt_config_key_exits_2_and_is_not_restarted(instance: Instance):
     failed = [s for s in i.summaries() if s.get("failure")]
     assert failed and failed[0]["failure"]["kind"] == "config", i.summaries()
     assert "concurency" in failed[0]["failure"]["reason"], failed[0]
-    wait_for("the OnFailure= handler's power-off fallback",
-             lambda: (i.c.shared / "powered-off").exists() or None, 60,
-             interval=0.5, describe=i.describe)
+    result = i.c.shared / "failed-handler-result"
+    wait_for("the OnFailure= handler to finish",
+             lambda: result.exists() or None, 60, interval=0.5, describe=i.describe)
+    handler = messages(i.journal("-u", "rangefleet-agent-failed", "-b"))
+    assert result.read_text().strip() == "success", handler
+    assert (i.c.shared / "powered-off").exists(), handler
     line = userdata.splitlines().index("      concurency: 2") + 1
     # The operator's check says the same of the user-data, and names the line in the
     # copy cloud-init wrote to /etc/rangefleet/agent.yaml.

@@ -259,9 +259,12 @@ def test_job_entries_carry_the_job_fields(scene: Scene):
 
 
 def test_every_entry_carries_instance_id(scene: Scene):
-    """docs: `INSTANCE_ID` on every entry."""
+    """docs: `INSTANCE_ID` on every entry from `config_loaded` on."""
     entries = scene.c.journal("-u", "rangefleet-agent", f"_PID={scene.agent_pid}")
     native = [e for e in entries if field(e, "CODE_FILE")]
+    loaded = [i for i, e in enumerate(native) if field(e, "EVENT") == "config_loaded"]
+    assert loaded, f"no config_loaded entry: {native}"
+    native = native[loaded[0]:]
     assert native, entries
     missing = [field(e, "MESSAGE") for e in native
                if field(e, "INSTANCE_ID") != scene.i.imds.instance_id]

@@ -173,6 +173,9 @@ def dropin(imds_url: str) -> str:
 FAILED_DROPIN = "/etc/systemd/system/rangefleet-agent-failed.service.d/50-rangefleet-harness.conf"
 # Where the failed-agent handler's power-off lands instead of powering the container off.
 POWERED_OFF = f"{SHARED}/powered-off"
+# Where the handler's own result lands: the unit's ExecStopPost= would power the
+# container off when the handler fails, so the harness records the result instead.
+HANDLER_RESULT = f"{SHARED}/failed-handler-result"
 
 
 def failed_dropin(imds_url: str) -> str:
@@ -183,7 +186,9 @@ def failed_dropin(imds_url: str) -> str:
         "# tests/systemd: the test doubles, not part of a fleet's install.\n"
         "[Service]\n"
         f"Environment=AWS_EC2_METADATA_SERVICE_ENDPOINT={imds_url}\n"
-        f"Environment=RANGEFLEET_POWER_OFF_COMMAND=/usr/bin/touch {POWERED_OFF}\n"
+        f"Environment=\"RANGEFLEET_POWER_OFF_COMMAND=/usr/bin/touch {POWERED_OFF}\"\n"
+        "ExecStopPost=\n"
+        f"ExecStopPost=/bin/sh -c 'echo \"$SERVICE_RESULT\" > {HANDLER_RESULT}'\n"
         f"ReadWritePaths={SHARED}\n"
     )
 
