@@ -627,25 +627,12 @@ async fn process(
         .exec
         .as_ref()
         .ok_or_else(|| JobError::Exec("exec is not configured".into()))?;
-    // exec is CPU-bound and buffers its job: at most `cpu_slots` read and run at once.
+    // exec is CPU-bound: at most `cpu_slots` read and run at once.
     let _cpu = ctx
         .cpu
         .acquire()
         .await
         .expect("the CPU semaphore is never closed");
-    let mut buf = Vec::with_capacity(range.byte_len() as usize);
-    let bytes = ctx
-        .fetcher
-        .read_in_order(
-            &source,
-            &key,
-            &range,
-            &expect,
-            read,
-            &mut |chunk: &[u8]| buf.extend_from_slice(chunk),
-        )
-        .await
-        .map_err(JobError::Store)?;
     let env = [
         ("RANGEFLEET_JOB_ID".to_string(), job.job_id.clone()),
         (
@@ -653,10 +640,22 @@ async fn process(
             serde_json::to_string(&job.partition).unwrap_or_default(),
         ),
     ];
-    let output = exec::run_exec(spec, &buf, &env)
-        .await
-        .map_err(|e| JobError::Exec(e.to_string()))?;
-    Ok((output, bytes))
+    // The records stream to the command's stdin as the parts are read, through a
+    // bounded buffer: the job's size does not matter to memory.
+    let (mut feed, records) = exec::feed(exec::STDIN_BUFFER);
+    let reads = async {
+        let bytes = ctx
+            .fetcher
+            .read_in_order(&source, &key, &range, &expect, read, &mut feed)
+            .await?;
+        feed.finish().await;
+        Ok::<_, StoreError>(bytes)
+    };
+    match exec::run_exec_streaming(spec, &env, records, reads).await {
+        Ok((output, bytes)) => Ok((output, bytes)),
+        Err(exec::Failed::Exec(e)) => Err(JobError::Exec(e.to_string())),
+        Err(exec::Failed::Input(e)) => Err(JobError::Store(e)),
+    }
 }
 
 async fn finish(
