@@ -91,7 +91,9 @@ fn two_512_mib_exec_jobs_keep_the_agent_under_64_mib() {
     eprintln!("agent peak RSS (VmHWM) after two 512 MiB exec jobs: {peak_kb} kB");
     for color in ["a", "b"] {
         let job = format!("color={color}/part-0000.rec#0+{}", BIG / RECORD);
-        let result = fleet.result(&job).unwrap_or_else(|| panic!("no result for {job}"));
+        let result = fleet
+            .result(&job)
+            .unwrap_or_else(|| panic!("no result for {job}"));
         assert_eq!(result["output"], serde_json::json!(BIG), "{result}");
         assert_eq!(result["bytes_read"], serde_json::json!(BIG), "{result}");
     }
@@ -200,5 +202,8 @@ fn a_sigterm_drain_leaves_no_process_of_an_exec_job() {
         !alive(grandchild),
         "the grandchild {grandchild} survived the agent"
     );
-    assert!(survivors.is_empty(), "processes of the job survived: {survivors:?}");
+    assert!(
+        survivors.is_empty(),
+        "processes of the job survived: {survivors:?}"
+    );
 }

@@ -492,12 +492,7 @@ mod tests {
         let fed = AtomicUsize::new(0);
         let (feed, records) = feed(STDIN_BUFFER);
         let slow = spec(&["sh", "-c", "sleep 1; wc -c"]);
-        let run = run_exec_streaming(
-            &slow,
-            &[],
-            records,
-            count_in(feed, total, chunk, &fed),
-        );
+        let run = run_exec_streaming(&slow, &[], records, count_in(feed, total, chunk, &fed));
         let watch = async {
             tokio::time::sleep(Duration::from_millis(700)).await;
             fed.load(Ordering::SeqCst)

@@ -383,9 +383,12 @@ impl Store {
                     };
                     let take = claim.take(chunk.len() as u64) as usize;
                     got += take as u64;
-                    push_rechunked(&mut carry, &chunk[..take], self.chunk_size, &mut |r: &[u8]| {
-                        sink.records(r)
-                    });
+                    push_rechunked(
+                        &mut carry,
+                        &chunk[..take],
+                        self.chunk_size,
+                        &mut |r: &[u8]| sink.records(r),
+                    );
                     if take < chunk.len() || bytes.start + got == claim.end() {
                         // Done, or the claim was split: drop the rest of the body.
                         break;
