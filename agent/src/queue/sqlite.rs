@@ -68,9 +68,15 @@ impl SqliteQueue {
         {
             // Take the write lock and let it go: a read-only file, file system or
             // database says so now, not at the first lease.
+            // Busy is another process writing: then it is writable.
             let conn = q.conn.lock().unwrap_or_else(|e| e.into_inner());
-            conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
-                .map_err(|e| classify(&q.path, "write", e))?;
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+                let _ = conn.execute_batch("ROLLBACK;");
+                match classify(&q.path, "write", e) {
+                    QueueError::Retryable(_) => {}
+                    other => return Err(other),
+                }
+            }
         }
         Ok(q)
     }
