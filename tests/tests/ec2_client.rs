@@ -76,7 +76,10 @@ fn creds(v: &Value) -> Credentials {
 
 /// `rangefleet status --fleet-tag fleet=signed --json` with these keys and pages of 5.
 fn status(moto: &Moto, dir: &TempDir, key: &str, secret: &str) -> (i32, String, String) {
-    let queue = format!("sqlite://{}", dir.0.join("queue.db").display());
+    let db = dir.0.join("queue.db");
+    // status refuses a SQLite queue that does not exist: make an empty one.
+    rangefleet::queue::sqlite::SqliteQueue::open(&db).expect("create the queue");
+    let queue = format!("sqlite://{}", db.display());
     let out = rangefleet()
         .args([
             "status",

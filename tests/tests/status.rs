@@ -135,6 +135,21 @@ fn status_without_the_plan_or_the_queue_fails_with_the_documented_codes() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let q = format!("sqlite://{}/q.db", dir.0.display());
     let results = format!("file://{}/results/", dir.0.display());
+    // A SQLite queue that does not exist (a mistyped path): refused, not created.
+    let out = rangefleet()
+        .args(["status", "--queue", &q, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{out:?}"
+    );
+    assert!(
+        !dir.0.join("q.db").exists(),
+        "status created the queue file"
+    );
+    rangefleet::queue::sqlite::SqliteQueue::open(dir.0.join("q.db")).unwrap();
     let out = rangefleet()
         .args(["status", "--queue", &q, "--results", &results, "--json"])
         .output()

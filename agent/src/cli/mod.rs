@@ -127,7 +127,7 @@ enum Command {
     /// RESULTS/_plan.json (refusing to replace one without --force), and enqueues them.
     /// Stops on objects that are not whole records unless --skip-bad-objects.
     #[command(
-        after_help = "Exit codes: 0 planned and enqueued; 1 a store or queue failed mid-way (the manifest says what was planned); 2 bad usage, invalid input, or a plan already there (use --force)."
+        after_help = "Exit codes: 0 planned and enqueued; 1 the queue cannot be opened or created (disk full, read-only, corrupt), or a store or queue failed mid-way (the manifest says what was planned); 2 bad usage, invalid input, or a plan already there (use --force)."
     )]
     Plan(plan::Args),
     /// Run the worker: lease jobs, read, process, write results, ack; drain on notice.
@@ -137,7 +137,7 @@ enum Command {
     /// an auto-scaling termination or SIGTERM it finishes what fits before the deadline,
     /// releases the rest, writes RESULTS/_instances/<instance-id>.json and exits 0.
     #[command(
-        after_help = "Exit codes: 0 drained or done (--until-empty); 1 failure at run time; 2 invalid config or user-data (not restarted by the unit); 75 IMDS or the queue not reached before the boot deadline (restarted)."
+        after_help = "Exit codes: 0 drained or done (--until-empty); 1 failure at run time, or a queue that cannot be used (disk full, read-only, corrupt; restarted by the unit); 2 invalid config or user-data, or a SQLite queue file that does not exist (not restarted by the unit); 75 IMDS or the queue not reached before the boot deadline (restarted)."
     )]
     Agent(agent::Args),
     /// Merge results with an exact coverage check against the plan.
@@ -156,7 +156,7 @@ enum Command {
     /// jobs against results written (a progress bar on a terminal) and the instances
     /// whose agent gave up, with the reason from their summaries. --json for machines.
     #[command(
-        after_help = "Exit codes: 0 printed; 1 a read failed; 2 bad usage or a queue or store that cannot be opened."
+        after_help = "Exit codes: 0 printed; 1 a read failed, or the queue cannot be used (corrupt, read-only, access denied); 2 bad usage, a bad URL, or a SQLite queue file that does not exist (never created)."
     )]
     Status(status::Args),
     /// What the agent unit's OnFailure= handler runs: say why, leave the group.
@@ -230,12 +230,19 @@ pub(crate) async fn open_store(url: &str, what: &str) -> Option<Store> {
         .ok()
 }
 
-/// Opens the queue at `url`, or says why not.
-pub(crate) async fn open_queue(url: &str) -> Option<std::sync::Arc<dyn Queue>> {
-    crate::queue::open(url, None)
+/// Opens the queue at `url` for `access`, or says why not and returns the exit code:
+/// 2 for a bad URL or a SQLite file that does not exist, 1 for a queue that cannot be
+/// used (disk full, read-only, corrupt, access denied).
+pub(crate) async fn open_queue(
+    url: &str,
+    access: crate::queue::Access,
+) -> Result<std::sync::Arc<dyn Queue>, i32> {
+    crate::queue::open_for(url, None, access)
         .await
-        .map_err(|e| eprintln!("error: queue {url}: {e}"))
-        .ok()
+        .map_err(|e| {
+            eprintln!("error: queue {url}: {e}");
+            e.class().exit_code()
+        })
 }
 
 /// A store location from the command line: URLs as written, and a plain path (no

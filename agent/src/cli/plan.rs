@@ -45,8 +45,10 @@ pub async fn run(args: Args) -> i32 {
     let Some(results) = open_store(&args.results, "results").await else {
         return exit::USAGE;
     };
-    let Some(queue) = open_queue(&args.queue).await else {
-        return exit::USAGE;
+    // plan makes the queue: a SQLite file is created if needed.
+    let queue = match open_queue(&args.queue, crate::queue::Access::Create).await {
+        Ok(q) => q,
+        Err(code) => return code,
     };
     let opts = PlanOptions {
         source: args.source.clone(),

@@ -38,8 +38,10 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 
 /// Runs `status`; returns the exit code.
 pub async fn run(args: Args) -> i32 {
-    let Some(queue) = super::open_queue(&args.queue).await else {
-        return exit::USAGE;
+    // Read-only: a SQLite file that does not exist is refused, never created.
+    let queue = match super::open_queue(&args.queue, crate::queue::Access::Read).await {
+        Ok(q) => q,
+        Err(code) => return code,
     };
     let stats = match queue.stats().await {
         Ok(s) => s,

@@ -13,7 +13,10 @@
 //! with the most bytes still to come and reads its second half with a new GET into a
 //! new accumulator ([`PartClaim::split_off`]): the last jobs of a plan fill the width
 //! the others freed instead of crawling at one connection a part. `exec` needs one in-order stream:
-//! its parts are read one after another into one buffer. Every part carries the job's
+//! its parts are read one after another into a bounded buffer that feeds the command's
+//! stdin ([`exec::Feed`]); a part GET reads no further while the buffer is full, so
+//! an `exec` job holds at most [`exec::STDIN_BUFFER`] bytes (plus one chunk) whatever
+//! its size. Every part carries the job's
 //! checks (planned size, `If-Match` on the planned ETag); without a planned ETag the
 //! parts must all have seen the same one. Progress (`read`, for the drain's estimate)
 //! counts whole records as they arrive from any part; dropping the job's future (an
@@ -37,7 +40,9 @@
 //! `http(s)://` therefore read parts with `object_store`'s retries off (`store/parts.rs`)
 //! and [`Fetcher`] retries here: up to [`MAX_PART_ATTEMPTS`] tries per part, full-jitter
 //! pauses (100 ms doubling to 5 s) spent outside the window, each try resuming after the
-//! records already delivered. Stores that retry nothing underneath (files, test stores)
+//! records already delivered. A try that delivered records before it failed starts the
+//! count again: an `exec` part waits for its command, and a slow command can hold a GET
+//! past the client's timeout without the store failing. Stores that retry nothing underneath (files, test stores)
 //! get one try, as before.
 
 use std::ops::Range;
@@ -50,8 +55,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backoff::FullJitter;
 use crate::contract::range::RecordRange;
-use crate::process::{Accumulator, ProcessorKind};
-use crate::store::parts::{self, PartClaim, PartRead};
+use crate::process::{exec, Accumulator, ProcessorKind};
+use crate::store::parts::{self, PartClaim, PartRead, RecordSink};
 use crate::store::{Expect, Store, StoreError};
 
 /// Tries per part GET when its store leaves retries to us.
@@ -367,7 +372,8 @@ impl Fetcher {
     }
 
     /// Reads `range` of `key` in order, part after part, into `sink` (one stream, for
-    /// `exec`). Returns the bytes read.
+    /// `exec`: a bounded [`exec::Feed`], which the part GETs wait for). Returns the bytes
+    /// read.
     pub async fn read_in_order(
         &self,
         store: &Store,
@@ -375,7 +381,7 @@ impl Fetcher {
         range: &RecordRange,
         expect: &Expect,
         progress: &AtomicU64,
-        sink: &mut (dyn FnMut(&[u8]) + Send),
+        sink: &mut dyn RecordSink,
     ) -> Result<u64, StoreError> {
         let mut reads = Vec::new();
         for part in self.split(store, key, range)? {
@@ -431,15 +437,12 @@ impl Fetcher {
         start: u64,
         expect: &Expect,
         progress: &AtomicU64,
-        sink: &mut (dyn FnMut(&[u8]) + Send),
+        sink: &mut dyn RecordSink,
     ) -> Result<PartRead, StoreError> {
         let mut delivered = 0;
         let mut attempts = 0;
         let mut backoff = FullJitter::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut counted = |c: &[u8]| {
-            progress.fetch_add(c.len() as u64, Ordering::Relaxed);
-            sink(c);
-        };
+        let mut counted = Counted { progress, sink };
         loop {
             let permit = self.window.acquire().await;
             claim.restart_at(start + delivered);
@@ -456,6 +459,11 @@ impl Fetcher {
                 }
                 Err(failure) => {
                     delivered += failure.delivered;
+                    if failure.delivered > 0 {
+                        // It made progress: not the store failing over and over.
+                        attempts = 0;
+                        backoff.reset();
+                    }
                     if failure.throttled {
                         self.window.throttled(&permit);
                     }
@@ -480,6 +488,37 @@ impl Fetcher {
                 }
             }
         }
+    }
+}
+
+/// A sink that counts what reaches it (the job's progress, for the drain).
+struct Counted<'a> {
+    progress: &'a AtomicU64,
+    sink: &'a mut dyn RecordSink,
+}
+
+impl RecordSink for Counted<'_> {
+    fn records(&mut self, records: &[u8]) {
+        self.progress
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.sink.records(records);
+    }
+
+    fn wait(&mut self) -> Option<futures::future::BoxFuture<'_, ()>> {
+        self.sink.wait()
+    }
+}
+
+/// The command's stdin takes records as a part GET delivers them, and the GET waits
+/// for room in its buffer.
+impl RecordSink for exec::Feed {
+    fn records(&mut self, records: &[u8]) {
+        self.push(records);
+    }
+
+    fn wait(&mut self) -> Option<futures::future::BoxFuture<'_, ()>> {
+        self.has_pending()
+            .then(|| Box::pin(self.flush()) as futures::future::BoxFuture<'_, ()>)
     }
 }
 

@@ -73,7 +73,8 @@ impl Deps {
         region: &str,
         imds: Option<ImdsClient>,
     ) -> Result<Deps, InstanceError> {
-        let queue = queue::open(&config.queue, Some(region))
+        // The agent never creates a SQLite queue: a mistyped path is refused.
+        let queue = queue::open_for(&config.queue, Some(region), queue::Access::Write)
             .await
             .map_err(|source| InstanceError::Queue {
                 url: config.queue.clone(),
@@ -143,15 +144,41 @@ pub enum InstanceError {
     /// An `inputs` entry is not an allowed prefix.
     #[error(transparent)]
     Inputs(#[from] crate::contract::allow::UrlError),
+    /// With `--until-empty`, the queue could not be leased from (corrupt, read-only,
+    /// access denied): a batch run stops rather than wait for ever.
+    #[error("queue {url}: {reason}")]
+    QueueUnusable {
+        /// The queue URL.
+        url: String,
+        /// Why, from the queue.
+        reason: String,
+    },
 }
 
 impl InstanceError {
-    /// The class of the failure: the config's fault ([`ErrorClass::Usage`]).
+    /// The class of the failure: the config's fault ([`ErrorClass::Usage`]: a bad URL,
+    /// a SQLite queue file that does not exist) or the environment's (a queue or store
+    /// that cannot be used: disk full, read-only, corrupt, access denied).
+    ///
+    /// [`ErrorClass::Usage`]: crate::error::ErrorClass::Usage
     pub fn class(&self) -> crate::error::ErrorClass {
-        crate::error::ErrorClass::Usage
+        use crate::error::ErrorClass;
+        match self {
+            InstanceError::Queue { source, .. } => match source.class() {
+                ErrorClass::Usage => ErrorClass::Usage,
+                _ => ErrorClass::Environment,
+            },
+            InstanceError::Results { source, .. } => match source.class() {
+                ErrorClass::Environment | ErrorClass::Retryable => ErrorClass::Environment,
+                _ => ErrorClass::Usage,
+            },
+            InstanceError::Inputs(_) => ErrorClass::Usage,
+            InstanceError::QueueUnusable { .. } => ErrorClass::Environment,
+        }
     }
 
-    /// The exit code the binary ends with (docs/cli.md): 2, the config is wrong.
+    /// The exit code the binary ends with (docs/cli.md): 2 when the config is wrong
+    /// (not restarted), 1 when the environment is (restarted by the unit).
     pub fn exit_code(&self) -> i32 {
         self.class().exit_code()
     }
@@ -268,6 +295,12 @@ pub async fn run(
             group.as_ref(),
         )
         .await;
+    }
+    if let Some(reason) = &outcome.queue_fault {
+        return Err(InstanceError::QueueUnusable {
+            url: config.queue.clone(),
+            reason: reason.clone(),
+        });
     }
     tracing::info!(
         event = "agent_stopped",

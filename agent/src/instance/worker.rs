@@ -190,6 +190,8 @@ pub struct Outcome {
     pub finished_at: SystemTime,
     /// What the GET window did.
     pub window: WindowStats,
+    /// With `until_empty`: the queue fault that ended the run early.
+    pub queue_fault: Option<String>,
 }
 
 /// Runs the worker until it is drained (or, with `until_empty`, the queue is empty).
@@ -218,6 +220,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
     let inflight: Arc<Mutex<HashMap<u64, InFlight>>> = Arc::default();
     let mut next_id = 0u64;
     let mut queue_backoff = FullJitter::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut queue_fault = None;
 
     // The watchdog pings come from the loop's own turns, so a stuck loop stops them;
     // the tick wakes an idle turn often enough that a long job does not.
@@ -317,10 +320,22 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                 drop(permits);
                 let pause = queue_backoff.next_delay();
                 match &e {
+                    QueueError::Fault(_) | QueueError::BadUrl(_) if ctx.settings.until_empty => {
+                        // A batch run has nobody to fix the queue while it waits: it
+                        // ends, saying why, rather than loop for ever.
+                        tracing::error!(
+                            event = "lease_fault", error = %e,
+                            "cannot lease jobs: the queue refused the agent or cannot be used \
+                             (the error says why); --until-empty stops here"
+                        );
+                        queue_fault = Some(e.to_string());
+                        break;
+                    }
                     QueueError::Fault(_) | QueueError::BadUrl(_) => tracing::error!(
                         event = "lease_fault", error = %e, pause_ms = pause.as_millis() as u64,
-                        "cannot lease jobs: the agent's role, region or queue URL is wrong; \
-                         no job is touched until this is fixed"
+                        "cannot lease jobs: the queue refused the agent or cannot be used \
+                         (the error says why: access denied, wrong region, a read-only, full \
+                         or corrupt database); no job is touched until this is fixed"
                     ),
                     _ => {
                         tracing::warn!(event = "lease_retry", error = %e, pause_ms = pause.as_millis() as u64, "lease failed; retrying")
@@ -351,6 +366,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         started_at,
         finished_at: SystemTime::now(),
         window: ctx.fetcher.window().stats(),
+        queue_fault,
     })
 }
 
@@ -627,25 +643,12 @@ async fn process(
         .exec
         .as_ref()
         .ok_or_else(|| JobError::Exec("exec is not configured".into()))?;
-    // exec is CPU-bound and buffers its job: at most `cpu_slots` read and run at once.
+    // exec is CPU-bound: at most `cpu_slots` read and run at once.
     let _cpu = ctx
         .cpu
         .acquire()
         .await
         .expect("the CPU semaphore is never closed");
-    let mut buf = Vec::with_capacity(range.byte_len() as usize);
-    let bytes = ctx
-        .fetcher
-        .read_in_order(
-            &source,
-            &key,
-            &range,
-            &expect,
-            read,
-            &mut |chunk: &[u8]| buf.extend_from_slice(chunk),
-        )
-        .await
-        .map_err(JobError::Store)?;
     let env = [
         ("RANGEFLEET_JOB_ID".to_string(), job.job_id.clone()),
         (
@@ -653,10 +656,22 @@ async fn process(
             serde_json::to_string(&job.partition).unwrap_or_default(),
         ),
     ];
-    let output = exec::run_exec(spec, &buf, &env)
-        .await
-        .map_err(|e| JobError::Exec(e.to_string()))?;
-    Ok((output, bytes))
+    // The records stream to the command's stdin as the parts are read, through a
+    // bounded buffer: the job's size does not matter to memory.
+    let (mut feed, records) = exec::feed(exec::STDIN_BUFFER);
+    let reads = async {
+        let bytes = ctx
+            .fetcher
+            .read_in_order(&source, &key, &range, &expect, read, &mut feed)
+            .await?;
+        feed.finish().await;
+        Ok::<_, StoreError>(bytes)
+    };
+    match exec::run_exec_streaming(spec, &env, records, reads).await {
+        Ok((output, bytes)) => Ok((output, bytes)),
+        Err(exec::Failed::Exec(e)) => Err(JobError::Exec(e.to_string())),
+        Err(exec::Failed::Input(e)) => Err(JobError::Store(e)),
+    }
 }
 
 async fn finish(

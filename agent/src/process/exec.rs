@@ -1,9 +1,11 @@
 //! The `exec` processor: runs the command from the config (never from a job) with the
 //! job's records on stdin and takes its stdout, one JSON value, as the output.
 //!
-//! No shell; a minimal environment; its own process group, so a timeout kills the
-//! command and anything it started; stdout capped; the last 2 KiB of stderr kept for
-//! the error, since that is what a person needs to see why a step failed.
+//! No shell; a minimal environment; its own process group, so a timeout, a drain or a
+//! lost lease kills the command and anything it started; stdout capped; the last 2 KiB
+//! of stderr kept for the error, since that is what a person needs to see why a step
+//! failed. The records stream to stdin through a bounded buffer ([`Feed`],
+//! [`STDIN_BUFFER`]) as the job reads them: a 512 MiB job never sits in memory.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{ChildStdin, Command};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// How much of the end of stderr an error carries.
 pub const STDERR_TAIL: usize = 2048;
@@ -86,6 +89,86 @@ fn tail_suffix(t: &str) -> String {
     }
 }
 
+/// Bytes of records a job holds between reading them and the command's stdin.
+pub const STDIN_BUFFER: usize = 4 << 20;
+
+/// Why a streamed run failed: the command, or the records' source.
+#[derive(Debug)]
+pub enum Failed<E> {
+    /// The command failed (its records may have been read in full or not).
+    Exec(ExecError),
+    /// Reading the records failed; the command was killed and its output ignored.
+    Input(E),
+}
+
+/// What ended a run early, before the stderr tail is attached.
+enum Stop<E> {
+    Exec(ExecFailure),
+    Input(E),
+}
+
+/// The writing end of a bounded buffer of records for a command's stdin: `push`
+/// collects records without waiting, `flush` moves them into the buffer once it has
+/// room. At most [`STDIN_BUFFER`] bytes (or one larger push) wait in it; the rest of
+/// the job is not read yet.
+#[derive(Debug)]
+pub struct Feed {
+    pending: Vec<u8>,
+    room: Arc<Semaphore>,
+    capacity: usize,
+    tx: mpsc::UnboundedSender<(Vec<u8>, OwnedSemaphorePermit)>,
+}
+
+/// The reading end of a [`Feed`], for [`run_exec_streaming`].
+#[derive(Debug)]
+pub struct FeedReader {
+    rx: mpsc::UnboundedReceiver<(Vec<u8>, OwnedSemaphorePermit)>,
+}
+
+/// A buffer of `capacity` bytes from a job's reads to a command's stdin.
+pub fn feed(capacity: usize) -> (Feed, FeedReader) {
+    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let feed = Feed {
+        pending: Vec::new(),
+        room: Arc::new(Semaphore::new(capacity)),
+        capacity,
+        tx,
+    };
+    (feed, FeedReader { rx })
+}
+
+impl Feed {
+    /// Collects records; they reach the buffer at the next [`Feed::flush`].
+    pub fn push(&mut self, records: &[u8]) {
+        self.pending.extend_from_slice(records);
+    }
+
+    /// True when records wait for a [`Feed::flush`].
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Waits for room in the buffer, then moves the collected records into it.
+    pub async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // A push larger than the whole buffer waits until the buffer is empty.
+        let want = self.pending.len().min(self.capacity) as u32;
+        let Ok(permit) = Arc::clone(&self.room).acquire_many_owned(want).await else {
+            return; // never closed
+        };
+        // The reader is gone only when the run has ended: nothing to feed.
+        let _ = self.tx.send((std::mem::take(&mut self.pending), permit));
+    }
+
+    /// Flushes the last records and closes the command's stdin after them.
+    pub async fn finish(mut self) {
+        self.flush().await;
+    }
+}
+
 /// Runs `spec`'s command with `records` on stdin and `env` (e.g. `RANGEFLEET_JOB_ID`,
 /// `RANGEFLEET_PARTITION`) on top of a minimal environment (`PATH`, `HOME=/tmp`,
 /// `LANG=C.UTF-8`); returns its stdout parsed as one JSON value.
@@ -94,6 +177,37 @@ pub async fn run_exec(
     records: &[u8],
     env: &[(String, String)],
 ) -> Result<Value, ExecError> {
+    let (mut feed, reader) = feed(STDIN_BUFFER);
+    let input = async move {
+        for chunk in records.chunks(STDIN_BUFFER) {
+            feed.push(chunk);
+            feed.flush().await;
+        }
+        Ok::<(), std::convert::Infallible>(())
+    };
+    match run_exec_streaming(spec, env, reader, input).await {
+        Ok((v, ())) => Ok(v),
+        Err(Failed::Exec(e)) => Err(e),
+        Err(Failed::Input(never)) => match never {},
+    }
+}
+
+/// Runs `spec`'s command like [`run_exec`], its stdin fed from `records` while `input`
+/// (the job's reads, writing into the [`Feed`] of `records` and finishing it) runs:
+/// memory is bounded by the feed's buffer, not by the job. `spec.timeout` covers the
+/// whole run, the reads included.
+///
+/// A command that stops reading early is its own business (its exit status and output
+/// decide), but the rest of its records are still read, so that the job's checks
+/// (size, ETag) and its byte count hold as if it had read them all. If `input` fails,
+/// the command's group is killed at once and the failure is [`Failed::Input`]; if the
+/// command fails first, `input` is dropped (its reads cancelled).
+pub async fn run_exec_streaming<T, E>(
+    spec: &ExecSpec,
+    env: &[(String, String)],
+    records: FeedReader,
+    input: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<(Value, T), Failed<E>> {
     let program = spec.argv.first().cloned().unwrap_or_default();
     let fail = |failure: ExecFailure, tail: &Mutex<Vec<u8>>| ExecError {
         program: program.clone(),
@@ -102,7 +216,10 @@ pub async fn run_exec(
     };
     let tail = Arc::new(Mutex::new(Vec::new()));
     if program.is_empty() {
-        return Err(fail(ExecFailure::Spawn("argv is empty".into()), &tail));
+        return Err(Failed::Exec(fail(
+            ExecFailure::Spawn("argv is empty".into()),
+            &tail,
+        )));
     }
     let mut cmd = Command::new(&program);
     cmd.args(&spec.argv[1..])
@@ -122,7 +239,7 @@ pub async fn run_exec(
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()
-        .map_err(|e| fail(ExecFailure::Spawn(e.to_string()), &tail))?;
+        .map_err(|e| Failed::Exec(fail(ExecFailure::Spawn(e.to_string()), &tail)))?;
     let pid = child.id();
     // Whatever ends the job (success, failure, a drain or a lost lease dropping this
     // future), nothing the command started outlives it.
@@ -134,34 +251,68 @@ pub async fn run_exec(
 
     let deadline = tokio::time::Instant::now() + spec.timeout;
     let max = spec.max_output_bytes;
-    // Feed stdin while reading stdout: either pipe filling up would otherwise block
-    // the other side for ever.
-    let io = async {
-        let (out, ()) = tokio::join!(
-            async {
-                let r = read_limited(&mut stdout, max).await;
-                if r.is_err() {
-                    kill_group(pid);
-                }
-                r
-            },
-            feed(stdin, records)
-        );
-        out
-    };
-    let outcome = match tokio::time::timeout_at(deadline, io).await {
-        Err(_) => Err(ExecFailure::Timeout(spec.timeout)),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(out)) => match tokio::time::timeout_at(deadline, child.wait()).await {
-            Err(_) => Err(ExecFailure::Timeout(spec.timeout)),
-            Ok(Err(e)) => Err(ExecFailure::Io(e.to_string())),
-            Ok(Ok(status)) => match (status.code(), status.signal()) {
+    let outcome: Result<(Vec<u8>, T), Stop<E>> = {
+        // Three things at once: the reads fill the buffer, the writer empties it into
+        // stdin, and stdout is read while both go on (either pipe filling up would
+        // otherwise block the other side for ever).
+        let reads = async {
+            let r = input.await;
+            if r.is_err() {
+                kill_group(pid);
+            }
+            r
+        };
+        let writer = write_stdin(stdin, records);
+        let ran = async {
+            let out = read_limited(&mut stdout, max).await;
+            if out.is_err() {
+                kill_group(pid);
+            }
+            let out = out?;
+            let status = child
+                .wait()
+                .await
+                .map_err(|e| ExecFailure::Io(e.to_string()))?;
+            match (status.code(), status.signal()) {
                 (Some(0), _) => Ok(out),
                 (Some(c), _) => Err(ExecFailure::Exit(c)),
                 (None, Some(s)) => Err(ExecFailure::Signal(s)),
                 (None, None) => Err(ExecFailure::Io(format!("unknown exit status {status}"))),
-            },
-        },
+            }
+        };
+        let all = async {
+            tokio::pin!(reads, writer, ran);
+            let mut read: Option<T> = None;
+            let mut written = false;
+            let out = loop {
+                tokio::select! {
+                    r = &mut reads, if read.is_none() => match r {
+                        Ok(v) => read = Some(v),
+                        Err(e) => return Err(Stop::Input(e)),
+                    },
+                    () = &mut writer, if !written => written = true,
+                    r = &mut ran => break r.map_err(Stop::Exec)?,
+                }
+            };
+            // The command succeeded: the rest of its records are still read (the
+            // writer discards what it no longer takes), for the job's checks.
+            let read = match read {
+                Some(v) => v,
+                None => {
+                    let (r, ()) = tokio::join!(&mut reads, async {
+                        if !written {
+                            (&mut writer).await;
+                        }
+                    });
+                    r.map_err(Stop::Input)?
+                }
+            };
+            Ok((out, read))
+        };
+        match tokio::time::timeout_at(deadline, all).await {
+            Err(_) => Err(Stop::Exec(ExecFailure::Timeout(spec.timeout))),
+            Ok(r) => r,
+        }
     };
     if outcome.is_err() {
         kill_group(pid);
@@ -169,16 +320,31 @@ pub async fn run_exec(
     }
     // Whatever the command left running in its group holds stderr open; don't wait long.
     let _ = tokio::time::timeout(Duration::from_secs(1), stderr_task).await;
-    let out = outcome.map_err(|f| fail(f, &tail))?;
-    serde_json::from_slice::<Value>(&out)
-        .map_err(|e| fail(ExecFailure::BadJson(e.to_string()), &tail))
+    let (out, read) = outcome.map_err(|f| match f {
+        Stop::Exec(f) => Failed::Exec(fail(f, &tail)),
+        Stop::Input(e) => Failed::Input(e),
+    })?;
+    let v = serde_json::from_slice::<Value>(&out)
+        .map_err(|e| Failed::Exec(fail(ExecFailure::BadJson(e.to_string()), &tail)))?;
+    Ok((v, read))
 }
 
-/// Writes the records and closes stdin; a command that stops reading early is its own
-/// business (its exit status and output decide), so a broken pipe is not an error.
-async fn feed(mut stdin: ChildStdin, records: &[u8]) {
-    let _ = stdin.write_all(records).await;
-    let _ = stdin.shutdown().await;
+/// Writes the records to stdin as they come and closes it after the last; a command
+/// that stops reading early is its own business (its exit status and output decide),
+/// so a broken pipe is not an error: what follows is taken from the buffer and dropped.
+async fn write_stdin(stdin: ChildStdin, mut records: FeedReader) {
+    let mut stdin = Some(stdin);
+    while let Some((chunk, room)) = records.rx.recv().await {
+        if let Some(s) = stdin.as_mut() {
+            if s.write_all(&chunk).await.is_err() {
+                stdin = None;
+            }
+        }
+        drop(room);
+    }
+    if let Some(mut s) = stdin {
+        let _ = s.shutdown().await;
+    }
 }
 
 async fn read_limited(r: &mut (impl AsyncRead + Unpin), max: u64) -> Result<Vec<u8>, ExecFailure> {
@@ -294,5 +460,129 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v, serde_json::json!(7));
+    }
+
+    /// Feeds `total` bytes in pushes of `chunk`, counting what went into the feed.
+    async fn count_in(
+        mut feed: Feed,
+        total: usize,
+        chunk: usize,
+        fed: &std::sync::atomic::AtomicUsize,
+    ) -> Result<usize, String> {
+        let block = vec![b'r'; chunk];
+        let mut sent = 0;
+        while sent < total {
+            let n = chunk.min(total - sent);
+            feed.push(&block[..n]);
+            feed.flush().await;
+            sent += n;
+            fed.store(sent, std::sync::atomic::Ordering::SeqCst);
+        }
+        feed.finish().await;
+        Ok(sent)
+    }
+
+    #[tokio::test]
+    async fn records_stream_through_a_bounded_buffer() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // 64 MiB to a command that waits a second before reading: meanwhile the reads
+        // get no further than the buffer, the pipe and one push ahead of it.
+        let total = 64 << 20;
+        let chunk = 256 << 10;
+        let fed = AtomicUsize::new(0);
+        let (feed, records) = feed(STDIN_BUFFER);
+        let slow = spec(&["sh", "-c", "sleep 1; wc -c"]);
+        let run = run_exec_streaming(&slow, &[], records, count_in(feed, total, chunk, &fed));
+        let watch = async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            fed.load(Ordering::SeqCst)
+        };
+        let (result, early) = tokio::join!(run, watch);
+        let (v, sent) = result.unwrap();
+        assert_eq!((v, sent), (serde_json::json!(total), total));
+        assert!(
+            early <= STDIN_BUFFER + (1 << 20) + chunk,
+            "{early} bytes were read ahead of a command that was not reading"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_kills_the_command_and_wins() {
+        let (mut feed, records) = feed(STDIN_BUFFER);
+        let input = async move {
+            feed.push(b"[1]");
+            feed.flush().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err::<(), _>("the store failed")
+        };
+        // cat would print a valid output from what it got before the failure.
+        match run_exec_streaming(&spec(&["cat"]), &[], records, input).await {
+            Err(Failed::Input(e)) => assert_eq!(e, "the store failed"),
+            other => panic!("expected the input's failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_that_stops_reading_still_has_its_range_read() {
+        use std::sync::atomic::AtomicUsize;
+        let fed = AtomicUsize::new(0);
+        let (feed, records) = feed(1 << 20);
+        let (v, sent) = run_exec_streaming(
+            &spec(&["echo", "7"]),
+            &[],
+            records,
+            count_in(feed, 32 << 20, 64 << 10, &fed),
+        )
+        .await
+        .unwrap();
+        assert_eq!((v, sent), (serde_json::json!(7), 32 << 20));
+    }
+
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|s| s != "Z" && s != "X")
+        })
+    }
+
+    #[tokio::test]
+    async fn dropping_a_run_kills_the_grandchildren_too() {
+        // What a lost lease or an abandoned job does: the run's future is dropped.
+        let dir = std::env::temp_dir().join(format!(
+            "rangefleet-exec-drop-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("grandchild");
+        let script = format!(
+            "sleep 300 & echo $! > {0}.tmp; mv {0}.tmp {0}; sleep 300",
+            pidfile.display()
+        );
+        let spec = spec(&["sh", "-c", &script]);
+        let run = run_exec(&spec, b"", &[]);
+        let pid = tokio::select! {
+            _ = run => panic!("the command ended"),
+            pid = async {
+                loop {
+                    if let Ok(t) = std::fs::read_to_string(&pidfile) {
+                        break t.trim().parse::<i32>().unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            } => pid,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let survived = alive(pid);
+        if survived {
+            // SAFETY: kill(2) on the pid the test's own command wrote.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!survived, "the grandchild {pid} outlived its dropped run");
     }
 }

@@ -93,4 +93,4 @@ pub mod open;
 pub mod sqlite;
 pub mod sqs;
 
-pub use open::open;
+pub use open::{open, open_for, Access};

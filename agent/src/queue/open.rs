@@ -72,25 +72,51 @@ fn target(url: &str) -> Result<Target, QueueError> {
     }
 }
 
+/// What a command does with a queue, which decides whether a SQLite file may be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `plan`: creates the SQLite file (and its folder) if needed.
+    Create,
+    /// The agent: the SQLite file must exist and be writable.
+    Write,
+    /// `status`: the SQLite file must exist; nothing is created or changed.
+    Read,
+}
+
 /// Opens the queue `url` names; `region` overrides the AWS region for SQS.
 ///
 /// `sqlite:///abs/path.db` opens (and creates, with its folder) a SQLite queue. Any
 /// `http://` or `https://` URL is an SQS queue URL; the client comes from aws-config's
 /// default chain, so `AWS_REGION`, `AWS_ENDPOINT_URL` and the usual credentials apply.
 pub async fn open(url: &str, region: Option<&str>) -> Result<Arc<dyn Queue>, QueueError> {
+    open_for(url, region, Access::Create).await
+}
+
+/// Opens the queue `url` names for `access`: like [`open`], but with [`Access::Write`]
+/// or [`Access::Read`] a SQLite file that does not exist is refused
+/// ([`QueueError::BadUrl`], naming the path) and nothing is created.
+pub async fn open_for(
+    url: &str,
+    region: Option<&str>,
+    access: Access,
+) -> Result<Arc<dyn Queue>, QueueError> {
     match target(url)? {
         Target::Sqlite(path) => {
-            let q = tokio::task::spawn_blocking(move || {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        QueueError::Fault(format!(
-                            "failed to create the folder {} for SQLite queue {}: {e}",
-                            dir.display(),
-                            path.display()
-                        ))
-                    })?;
+            let q = tokio::task::spawn_blocking(move || match access {
+                Access::Write => SqliteQueue::open_existing(&path),
+                Access::Read => SqliteQueue::open_to_read(&path),
+                Access::Create => {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            QueueError::Fault(format!(
+                                "failed to create the folder {} for SQLite queue {}: {e}",
+                                dir.display(),
+                                path.display()
+                            ))
+                        })?;
+                    }
+                    SqliteQueue::open(&path)
                 }
-                SqliteQueue::open(&path)
             })
             .await
             .map_err(|e| QueueError::Fault(format!("failed to open SQLite queue {url}: {e}")))??;

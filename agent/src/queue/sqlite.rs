@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::{Lease, Queue, QueueError, QueueStats};
 
@@ -48,11 +48,56 @@ pub struct SqliteQueue {
 }
 
 impl SqliteQueue {
-    /// Opens (creating if needed) the queue database at `path`; the parent directory must exist.
+    /// Opens (creating if needed) the queue database at `path`; the parent directory
+    /// must exist. For `plan`, which makes the queue.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteQueue, QueueError> {
         let path = path.as_ref().to_path_buf();
+        let conn = Connection::open(&path).map_err(|e| classify(&path, "open", e))?;
+        Self::set_up(conn, path)
+    }
+
+    /// Opens the queue database at `path`, which must exist (the agent: a mistyped
+    /// path is refused, not run as an empty queue). Creates nothing but SQLite's own
+    /// `-wal`/`-shm` files beside it, and checks that the database can be written.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<SqliteQueue, QueueError> {
+        let path = path.as_ref().to_path_buf();
+        must_exist(&path)?;
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| classify(&path, "open", e))?;
+        let q = Self::set_up(conn, path)?;
+        {
+            // Take the write lock and let it go: a read-only file, file system or
+            // database says so now, not at the first lease.
+            // Busy is another process writing: then it is writable.
+            let conn = q.conn.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+                let _ = conn.execute_batch("ROLLBACK;");
+                match classify(&q.path, "write", e) {
+                    QueueError::Retryable(_) => {}
+                    other => return Err(other),
+                }
+            }
+        }
+        Ok(q)
+    }
+
+    /// Opens the queue database at `path`, which must exist, to read it (`status`):
+    /// changes nothing in it and creates no file.
+    pub fn open_to_read(path: impl AsRef<Path>) -> Result<SqliteQueue, QueueError> {
+        let path = path.as_ref().to_path_buf();
+        must_exist(&path)?;
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| classify(&path, "open", e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| classify(&path, "set busy_timeout", e))?;
+        Ok(SqliteQueue {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn set_up(conn: Connection, path: PathBuf) -> Result<SqliteQueue, QueueError> {
         let err = |what: &str, e: rusqlite::Error| classify(&path, what, e);
-        let conn = Connection::open(&path).map_err(|e| err("open", e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| err("set busy_timeout", e))?;
         // journal_mode answers with a row, so it is a query, not an update.
@@ -61,8 +106,9 @@ impl SqliteQueue {
             .map_err(|e| err("switch to WAL", e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(QueueError::Fault(format!(
-                "failed to switch SQLite queue {} to WAL (journal_mode is {mode})",
-                path.display()
+                "failed to switch SQLite queue {} to WAL (journal_mode is {mode}){}",
+                path.display(),
+                io_cause(&path).map_or(String::new(), |c| format!(": {c}"))
             )));
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -169,16 +215,119 @@ impl From<rusqlite::Error> for Failure {
     }
 }
 
+/// A queue file that must be there: a missing one is a wrong path (`BadUrl`: the
+/// command line or config names a queue that does not exist), anything else about it
+/// a fault.
+fn must_exist(path: &Path) -> Result<(), QueueError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(QueueError::BadUrl(format!(
+            "SQLite queue {} is not a file",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(QueueError::BadUrl(format!(
+            "no SQLite queue at {}: the file does not exist (`rangefleet plan` creates it; \
+             check the path)",
+            path.display()
+        ))),
+        Err(e) => Err(QueueError::Fault(format!(
+            "failed to open SQLite queue {}: {}",
+            path.display(),
+            io_words(&e)
+        ))),
+    }
+}
+
 /// SQLITE_BUSY/LOCKED is another process holding the lock past our busy timeout:
 /// retry. Anything else (no such directory, read-only file, corrupt database) needs a
-/// person.
+/// person, and the message says which in plain words before SQLite's own.
 fn classify(path: &Path, what: &str, e: rusqlite::Error) -> QueueError {
     use rusqlite::ffi::ErrorCode;
-    let msg = format!("failed to {what} on SQLite queue {}: {e}", path.display());
-    match e.sqlite_error_code() {
+    let code = e.sqlite_error_code();
+    let cause = match code {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Some(
+            "the database is corrupt (damaged, or not a SQLite queue): restore it, or plan \
+             again into a new file"
+                .to_string(),
+        ),
+        Some(ErrorCode::DiskFull) => Some("disk full".to_string()),
+        Some(
+            ErrorCode::ReadOnly
+            | ErrorCode::CannotOpen
+            | ErrorCode::PermissionDenied
+            | ErrorCode::SystemIoFailure,
+        ) => io_cause(path).or_else(|| {
+            (code == Some(ErrorCode::ReadOnly)).then(|| "the database is read-only".to_string())
+        }),
+        _ => None,
+    };
+    let msg = match cause {
+        Some(c) => format!(
+            "failed to {what} on SQLite queue {}: {c} ({e})",
+            path.display()
+        ),
+        None => format!("failed to {what} on SQLite queue {}: {e}", path.display()),
+    };
+    match code {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => QueueError::Retryable(msg),
         _ => QueueError::Fault(msg),
     }
+}
+
+/// Why the file at `path` cannot be written, in plain words, when the file system
+/// says: read-only file system, disk full, permission denied, no such folder.
+fn io_cause(path: &Path) -> Option<String> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            if dir.is_dir() {
+                // SQLite would create it: what stops it is the folder.
+                std::fs::metadata(dir)
+                    .err()
+                    .map(|e| io_words(&e))
+                    .or_else(|| fs_state(dir))
+            } else {
+                Some(format!("the folder {} does not exist", dir.display()))
+            }
+        }
+        Err(e) => Some(io_words(&e)),
+        Ok(_) => fs_state(path),
+    }
+}
+
+/// "read-only file system" or "disk full" when the file system holding `path` is.
+fn fs_state(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs(3) fills the zeroed struct it is given from a NUL-terminated path.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut st) == 0).then_some(st)
+    }?;
+    if st.f_flag & libc::ST_RDONLY != 0 {
+        Some("read-only file system".into())
+    } else if st.f_bavail == 0 {
+        Some("disk full".into())
+    } else {
+        None
+    }
+}
+
+/// An I/O error in the words the operator needs.
+fn io_words(e: &std::io::Error) -> String {
+    let code = e.raw_os_error().unwrap_or(0);
+    let words = match code {
+        libc::EROFS => "read-only file system",
+        libc::ENOSPC | libc::EDQUOT => "disk full",
+        libc::EACCES => "permission denied",
+        libc::EPERM => "not permitted (an immutable file?)",
+        _ => return e.to_string(),
+    };
+    format!("{words} (os error {code})")
 }
 
 fn now_ms() -> i64 {
@@ -413,5 +562,27 @@ mod tests {
             err.to_string().contains("/nonexistent-rangefleet-dir/q.db"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_queue_that_must_exist_is_not_created_and_says_why_it_cannot_be_used() {
+        let path = temp_db("exist");
+        for open in [SqliteQueue::open_existing, SqliteQueue::open_to_read] {
+            let err = open(&path).unwrap_err();
+            assert!(matches!(err, QueueError::BadUrl(_)), "{err:?}");
+            assert!(err.to_string().contains("does not exist"), "{err}");
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
+            assert!(!path.exists(), "{} was created", path.display());
+        }
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        for open in [SqliteQueue::open_existing, SqliteQueue::open] {
+            let err = open(&path).unwrap_err();
+            assert!(matches!(err, QueueError::Fault(_)), "{err:?}");
+            assert!(err.to_string().contains("database is corrupt"), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -21,6 +21,28 @@ use super::carry::{push_rechunked, RecordCarry};
 use super::{check_size, classify, pread, Expect, Store, StoreError, FILE_READ_CHUNK};
 use crate::contract::range::RecordRange;
 
+/// Where a part GET delivers whole records.
+///
+/// Any `FnMut(&[u8])` is one that takes everything at once (the accumulators). A
+/// sink with a bounded buffer behind it (the `exec` command's stdin) also answers
+/// [`RecordSink::wait`]: the GET reads nothing more from the store until the sink has
+/// room, so memory is bounded by that buffer and not by the job.
+pub trait RecordSink: Send {
+    /// Takes whole records (never an empty slice).
+    fn records(&mut self, records: &[u8]);
+    /// A future that resolves once the sink can take more; `None` when it always can.
+    /// Called before each read from the store.
+    fn wait(&mut self) -> Option<futures::future::BoxFuture<'_, ()>> {
+        None
+    }
+}
+
+impl<F: FnMut(&[u8]) + Send> RecordSink for F {
+    fn records(&mut self, records: &[u8]) {
+        self(records)
+    }
+}
+
 /// A part GET that failed, and what it delivered first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartFailure {
@@ -218,14 +240,15 @@ impl Store {
     /// Reads what `claim` holds (whole records of `range.record_length`, inside
     /// `range`) of `key` with one ranged GET, not retried, and streams whole records to
     /// `sink`, stopping early if the claim's end is lowered meanwhile. `range` is the
-    /// job's, for messages and the size check.
+    /// job's, for messages and the size check. Before each read from the store it waits
+    /// for the sink to have room ([`RecordSink::wait`]).
     pub async fn read_part(
         &self,
         key: &str,
         range: &RecordRange,
         claim: &PartClaim,
         expect: &Expect,
-        sink: &mut (dyn FnMut(&[u8]) + Send),
+        sink: &mut dyn RecordSink,
     ) -> Result<PartRead, PartFailure> {
         let what = self.describe(key);
         let record_length = usize::try_from(range.record_length).map_err(|_| {
@@ -297,6 +320,9 @@ impl Store {
                     .min((bytes.end - bytes.start) as usize);
                 let mut buf = Vec::with_capacity(chunk);
                 loop {
+                    if let Some(room) = sink.wait() {
+                        room.await;
+                    }
                     let n = claim.take(chunk as u64) as usize;
                     if n == 0 {
                         break;
@@ -329,11 +355,19 @@ impl Store {
                     }
                     offset += buf.len() as u64;
                     got += buf.len() as u64;
-                    push_rechunked(&mut carry, &buf, self.chunk_size, sink);
+                    push_rechunked(&mut carry, &buf, self.chunk_size, &mut |r: &[u8]| {
+                        sink.records(r)
+                    });
                 }
             }
             GetResultPayload::Stream(mut stream) => {
-                while let Some(chunk) = stream.next().await {
+                loop {
+                    if let Some(room) = sink.wait() {
+                        room.await;
+                    }
+                    let Some(chunk) = stream.next().await else {
+                        break;
+                    };
                     let chunk = match chunk {
                         Ok(c) => c,
                         Err(e) => {
@@ -349,7 +383,12 @@ impl Store {
                     };
                     let take = claim.take(chunk.len() as u64) as usize;
                     got += take as u64;
-                    push_rechunked(&mut carry, &chunk[..take], self.chunk_size, sink);
+                    push_rechunked(
+                        &mut carry,
+                        &chunk[..take],
+                        self.chunk_size,
+                        &mut |r: &[u8]| sink.records(r),
+                    );
                     if take < chunk.len() || bytes.start + got == claim.end() {
                         // Done, or the claim was split: drop the rest of the body.
                         break;
