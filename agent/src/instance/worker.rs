@@ -167,6 +167,8 @@ struct Ctx {
     settings: Settings,
     allow: AllowList,
     processors: Vec<ProcessorKind>,
+    /// What the results store accepts as a result key.
+    limits: job::ResultLimits,
     counters: Arc<Counters>,
     /// Leasing pauses until then after a fault.
     paused_until: Mutex<Option<Instant>>,
@@ -202,6 +204,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
     let ctx = Arc::new(Ctx {
         allow: AllowList::new(&settings.inputs)?,
         processors,
+        limits: job::ResultLimits::for_results(deps.results.url()),
         counters: Arc::new(Counters::default()),
         paused_until: Mutex::new(None),
         fault_backoff: Mutex::new(FullJitter::new(
@@ -291,7 +294,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                     let read = Arc::new(AtomicU64::new(0));
                     let abandon = CancellationToken::new();
                     // Parsed once, here: the drain needs the job's size, the run the job.
-                    let parsed = job::parse(&lease.body, &ctx.allow, &ctx.processors);
+                    let parsed = job::parse(&lease.body, &ctx.allow, &ctx.processors, &ctx.limits);
                     inflight.lock().unwrap().insert(
                         id,
                         InFlight {
