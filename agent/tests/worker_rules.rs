@@ -16,7 +16,8 @@ use rangefleet::instance::systemd::Recorder;
 use rangefleet::instance::worker::{self, Control, Deps, Settings, MAX_ATTEMPTS};
 use rangefleet::queue::fake::{FakeQueue, FaultyQueue, Op};
 use rangefleet::queue::{Lease, Queue, QueueError, QueueStats};
-use rangefleet::store::faulty::{FaultyObjectStore, GetFault};
+use object_store::memory::InMemory;
+use rangefleet::store::faulty::{FaultyObjectStore, GetFault, PutFault};
 use rangefleet::store::Store;
 use tokio::time::Instant;
 
@@ -149,8 +150,9 @@ async fn a_fault_pauses_leasing_and_dead_letters_nothing() {
     faulty.push(3 * MAX_ATTEMPTS as usize, GetFault::Forbidden);
     let q = Timeline::new(d.queue.clone());
     let store = Store::memory();
+    let started = Instant::now();
     let out = worker::run(
-        deps(q.clone(), faulty, &store),
+        deps(q.clone(), faulty.clone(), &store),
         settings(secs(300)),
         Control::default(),
     )
@@ -166,23 +168,52 @@ async fn a_fault_pauses_leasing_and_dead_letters_nothing() {
         1,
         "done once access returns"
     );
-    assert_eq!(results(&store).await.len(), 1);
-    // Every release after a fault is followed by a pause of at least a second before
-    // the next lease.
-    let releases = q.calls("release");
-    let leases = q.calls("lease");
-    assert_eq!(releases.len(), 3 * MAX_ATTEMPTS as usize);
-    for (released, _) in &releases {
-        let next = leases
+    // The job kept its lease through every fault: one receive, never released, and
+    // its result says attempt 1.
+    assert_eq!(q.calls("lease").len(), 1, "{:?}", q.calls("lease"));
+    assert_eq!(q.calls("release"), vec![]);
+    let docs = results(&store).await;
+    assert_eq!(docs.values().next().unwrap()["attempt"], 1);
+    assert_eq!(faulty.gets(), 3 * MAX_ATTEMPTS as u64 + 1);
+    // Each fault paused for at least a second before the next try.
+    assert!(
+        started.elapsed() >= secs(3 * MAX_ATTEMPTS as u64),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_results_disk_pauses_and_spends_no_receive() {
+    let d = data(200, 100).await; // two jobs
+    let source = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    // The results disk is full for the next 20 writes, then has room again.
+    let results_store = Arc::new(FaultyObjectStore::new(Arc::new(InMemory::new())));
+    results_store.push_put(20, PutFault::Io(std::io::ErrorKind::StorageFull));
+    let results_at = Store::from_object_store(results_store.clone(), "file:///results/");
+    let q = Timeline::new(d.queue.clone());
+    let recorder = Arc::new(Recorder::default());
+    let mut deps = deps(q.clone(), source, &results_at);
+    deps.notifier = recorder.clone();
+    let mut s = settings(secs(300));
+    s.concurrency = 2;
+    let out = worker::run(deps, s, Control::default()).await.unwrap();
+    assert_eq!(d.queue.dead_letters(), vec![], "nothing dead-lettered");
+    assert_eq!(out.counters.done.load(Ordering::Relaxed), 2);
+    assert_eq!(q.calls("release"), vec![], "no receive spent on the fault");
+    assert!(q.calls("lease").iter().all(|c| c.1 == 1), "{:?}", q.calls("lease"));
+    assert_eq!(results_store.puts(), 22);
+    let docs = results(&results_at).await;
+    assert_eq!(docs.len(), 2);
+    assert!(docs.values().all(|d| d["attempt"] == 1));
+    assert!(
+        recorder
+            .states()
             .iter()
-            .find(|(at, _)| at > released)
-            .expect("leased again");
-        assert!(
-            next.0 - *released >= secs(1),
-            "leased {:?} after a fault",
-            next.0 - *released
-        );
-    }
+            .any(|l| l.contains("leasing paused (disk full)")),
+        "a status line names the cause: {:?}",
+        recorder.states()
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -36,7 +36,7 @@ use url::Url;
 
 pub use aws::S3Settings;
 #[cfg(any(test, feature = "test-util"))]
-pub use faulty::{FaultyObjectStore, GetFault};
+pub use faulty::{FaultyObjectStore, GetFault, PutFault};
 
 use crate::contract::range::RecordRange;
 use crate::error::ErrorClass;
@@ -326,7 +326,7 @@ impl Store {
                     .map_err(|e| StoreError::Retryable(format!("{what}: read task: {e}")))?;
                     buf = back;
                     read.map_err(|e| {
-                        StoreError::Retryable(format!("{what}: {range}: read at {offset}: {e}"))
+                        file_read_error(&format!("{what}: {range}: read at {offset}"), &e)
                     })?;
                     if buf.is_empty() {
                         break; // the file shrank under us; reported below
@@ -535,6 +535,11 @@ const FAULT_TEXT: [&str; 12] = [
 fn classify(e: &object_store::Error, what: &str) -> StoreError {
     use object_store::Error as E;
     let msg = format!("{what}: {}", crate::error::full_message(e));
+    // The file system's own answer (ENOSPC, EROFS, EACCES, ENAMETOOLONG) says more than
+    // the variant that wraps it (`Generic` from `LocalFileSystem`).
+    if let Some(err) = io_error(what, &crate::error::full_message(e), e) {
+        return err;
+    }
     match e {
         E::NotFound { .. } => StoreError::NotFound(msg),
         E::Precondition { .. } | E::NotModified { .. } => StoreError::Permanent(format!(
@@ -553,6 +558,28 @@ fn classify(e: &object_store::Error, what: &str) -> StoreError {
         // variants added later: only their text says more.
         _ => classify_text(msg, e),
     }
+}
+
+/// The error for an I/O failure whose kind [`crate::error::io_class`] knows, its cause
+/// first in the message (`<what>: disk full: …`); `None` for any other.
+fn io_error(
+    what: &str,
+    detail: &str,
+    e: &(dyn std::error::Error + 'static),
+) -> Option<StoreError> {
+    let (class, cause) = crate::error::io_class_of(e)?;
+    let msg = format!("{what}: {cause}: {detail}");
+    Some(match class {
+        ErrorClass::Environment => StoreError::Fault(msg),
+        ErrorClass::Retryable => StoreError::Retryable(msg),
+        ErrorClass::Job | ErrorClass::Usage => StoreError::Permanent(msg),
+    })
+}
+
+/// A failed read of a local file: by its kind when [`crate::error::io_class`] knows it,
+/// retryable otherwise.
+pub(crate) fn file_read_error(what: &str, e: &std::io::Error) -> StoreError {
+    io_error(what, &e.to_string(), e).unwrap_or(StoreError::Retryable(format!("{what}: {e}")))
 }
 
 /// The text rules, for errors whose variant says nothing more.

@@ -317,9 +317,10 @@ impl Store {
                     buf = back;
                     if let Err(e) = read {
                         return Err(failed(
-                            StoreError::Retryable(format!(
-                                "{what}: {range}: read at {offset}: {e}"
-                            )),
+                            super::file_read_error(
+                                &format!("{what}: {range}: read at {offset}"),
+                                &e,
+                            ),
                             got,
                             &carry,
                         ));
