@@ -298,3 +298,36 @@ async fn a_lost_lease_abandons_the_job_and_releases_nothing() {
         "the job stays in the queue for its holder"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_object_whose_size_changed_since_the_plan_without_an_etag_is_refused() {
+    // The plan saw one more record than the object now has, and recorded no ETag.
+    let d = data(100, 50).await;
+    let mut job = d.jobs[0].clone();
+    assert_eq!(job.etag, None);
+    job.object_size = Some(8_000 + 80);
+    let queue = FakeQueue::shared();
+    queue
+        .enqueue(&[serde_json::to_string(&job).unwrap()])
+        .await
+        .unwrap();
+    let faulty = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    let store = Store::memory();
+    let out = worker::run(
+        deps(queue.clone(), faulty, &store),
+        settings(secs(300)),
+        Control::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.counters.done.load(Ordering::Relaxed), 0);
+    assert!(results(&store).await.is_empty(), "no result from a changed object");
+    let dead = queue.dead_letters();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].1.contains("changed since the plan") && dead[0].1.contains("8080"),
+        "{}",
+        dead[0].1
+    );
+    assert_eq!(dead[0].2, 1, "permanent: dead-lettered at the first receive");
+}

@@ -299,6 +299,9 @@ impl Store {
             Err(e) => return Err(self.read_error(e, &what, range, &bytes, &path).await),
         };
         check_size(&what, range, &bytes, res.meta.size)?;
+        if let Some(e) = expect {
+            check_planned_size(&what, e, res.meta.size)?;
+        }
         if res.range != bytes {
             return Err(StoreError::Retryable(format!(
                 "{what}: {range}: the store answered bytes {}..{}",
@@ -465,6 +468,18 @@ fn check_size(
         )));
     }
     Ok(())
+}
+
+/// Checks the size the store reports for the object (a HEAD's, or a ranged GET's
+/// `Content-Range` total) against the size the plan recorded: with no ETag planned,
+/// this is what tells a rewritten object from the planned one.
+pub(crate) fn check_planned_size(what: &str, expect: &Expect, size: u64) -> Result<(), StoreError> {
+    match expect.size {
+        Some(planned) if planned != size => Err(StoreError::Permanent(format!(
+            "{what}: object changed since the plan: {planned} bytes planned, {size} now"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `key` of `location` relative to `base`, `/`-separated (None when not under it).
