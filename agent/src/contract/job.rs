@@ -85,6 +85,10 @@ pub struct Job {
     /// Object ETag at plan time; when present the read is conditional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// The plan that made the job (its manifest's `plan_id`): `reduce` counts a result
+    /// only when it matches the plan it checks against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
 }
 
 impl Job {

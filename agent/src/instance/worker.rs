@@ -643,12 +643,7 @@ async fn write_through_faults(
     body: bytes::Bytes,
 ) -> Result<PutOutcome, JobError> {
     loop {
-        match ctx
-            .deps
-            .results
-            .put_create(&job.result_key(), body.clone())
-            .await
-        {
+        match write_result(ctx, job, body.clone()).await {
             Ok(outcome) => return Ok(outcome),
             Err(e) => {
                 let e = JobError::ResultWrite(e);
@@ -660,6 +655,39 @@ async fn write_through_faults(
                 }
             }
         }
+    }
+}
+
+/// Writes the result create-only. A result already there from another plan (its
+/// `plan_id` differs: the prefix was planned again with `--force`) is stale, and is
+/// replaced; one from this plan stands (the job was done twice: `AlreadyExists`).
+async fn write_result(
+    ctx: &Ctx,
+    job: &Job,
+    body: bytes::Bytes,
+) -> Result<PutOutcome, StoreError> {
+    let key = job.result_key();
+    let results = &ctx.deps.results;
+    match results.put_create(&key, body.clone()).await? {
+        PutOutcome::AlreadyExists if job.plan_id.is_some() => {
+            let there = match results.get(&key).await {
+                Ok(b) => ResultDoc::from_slice(&b).ok().map(|d| d.job.plan_id),
+                // Gone between the two calls: write it again.
+                Err(StoreError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            if there.as_ref() == Some(&job.plan_id) {
+                return Ok(PutOutcome::AlreadyExists);
+            }
+            tracing::warn!(
+                event = "stale_result_replaced",
+                stale_plan_id = there.flatten().as_deref().unwrap_or("(none)"),
+                "a result of another plan was in this job's place; replaced"
+            );
+            results.put(&key, body).await?;
+            Ok(PutOutcome::Created)
+        }
+        outcome => Ok(outcome),
     }
 }
 

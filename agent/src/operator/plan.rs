@@ -155,6 +155,7 @@ pub fn make_jobs(
                 processor: opts.processor.name().to_string(),
                 object_size: Some(o.size),
                 etag: o.etag.clone(),
+                plan_id: None,
             });
         }
     }
@@ -230,8 +231,12 @@ pub async fn plan(
             source.url()
         )));
     }
-    let (jobs, skipped) = make_jobs(source.url(), &objects, opts)?;
+    let (mut jobs, skipped) = make_jobs(source.url(), &objects, opts)?;
     check_result_keys(&jobs, results.url())?;
+    let plan_id = crate::contract::manifest::new_plan_id();
+    for j in &mut jobs {
+        j.plan_id = Some(plan_id.clone());
+    }
     if !skipped.is_empty() {
         tracing::warn!(
             event = "objects_skipped",
@@ -242,7 +247,9 @@ pub async fn plan(
     }
     let manifest = Manifest {
         v: crate::contract::manifest::VERSION,
+        plan_id: Some(plan_id),
         source: opts.source.clone(),
+        prefix: Some(source.url().to_string()),
         processor: opts.processor.name().to_string(),
         record_length: opts.record_length,
         records_per_job: opts.records_per_job,
