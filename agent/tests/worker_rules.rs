@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use object_store::memory::InMemory;
 use rangefleet::boot::Identity;
 use rangefleet::instance::systemd::Recorder;
 use rangefleet::instance::worker::{self, Control, Deps, Settings, MAX_ATTEMPTS};
 use rangefleet::queue::fake::{FakeQueue, FaultyQueue, Op};
 use rangefleet::queue::{Lease, Queue, QueueError, QueueStats};
-use object_store::memory::InMemory;
 use rangefleet::store::faulty::{FaultyObjectStore, GetFault, PutFault};
 use rangefleet::store::Store;
 use tokio::time::Instant;
@@ -201,7 +201,11 @@ async fn a_full_results_disk_pauses_and_spends_no_receive() {
     assert_eq!(d.queue.dead_letters(), vec![], "nothing dead-lettered");
     assert_eq!(out.counters.done.load(Ordering::Relaxed), 2);
     assert_eq!(q.calls("release"), vec![], "no receive spent on the fault");
-    assert!(q.calls("lease").iter().all(|c| c.1 == 1), "{:?}", q.calls("lease"));
+    assert!(
+        q.calls("lease").iter().all(|c| c.1 == 1),
+        "{:?}",
+        q.calls("lease")
+    );
     assert_eq!(results_store.puts(), 22);
     let docs = results(&results_at).await;
     assert_eq!(docs.len(), 2);
@@ -321,7 +325,10 @@ async fn an_object_whose_size_changed_since_the_plan_without_an_etag_is_refused(
     .await
     .unwrap();
     assert_eq!(out.counters.done.load(Ordering::Relaxed), 0);
-    assert!(results(&store).await.is_empty(), "no result from a changed object");
+    assert!(
+        results(&store).await.is_empty(),
+        "no result from a changed object"
+    );
     let dead = queue.dead_letters();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(
@@ -329,5 +336,8 @@ async fn an_object_whose_size_changed_since_the_plan_without_an_etag_is_refused(
         "{}",
         dead[0].1
     );
-    assert_eq!(dead[0].2, 1, "permanent: dead-lettered at the first receive");
+    assert_eq!(
+        dead[0].2, 1,
+        "permanent: dead-lettered at the first receive"
+    );
 }

@@ -78,6 +78,7 @@ impl Tmpfs {
     /// Bytes an unprivileged writer may still use.
     fn free_bytes(&self) -> u64 {
         let c = std::ffi::CString::new(self.inside.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: statvfs is plain old data; all zeroes is a valid value.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
         // SAFETY: a valid C string and a statvfs to fill.
         let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
@@ -142,9 +143,8 @@ fn a_full_results_disk_pauses_the_agent_and_loses_nothing() {
     let mut agent = fleet.agent(&config, "i-disk-full", true, &[]);
 
     // The run fills the disk itself after a few results.
-    let is_disk_full = |ev: &Value| {
-        event(ev) == "environment_fault" && ev["fields"]["cause"] == "disk full"
-    };
+    let is_disk_full =
+        |ev: &Value| event(ev) == "environment_fault" && ev["fields"]["cause"] == "disk full";
     let first = agent.wait_for_event(TIMEOUT, is_disk_full);
     let full_at = Instant::now();
     assert_eq!(first["level"], "WARN", "{first}");
@@ -204,6 +204,10 @@ fn a_full_results_disk_pauses_the_agent_and_loses_nothing() {
     let expected = fleet.expected();
     assert_eq!(reduced["total"], expected["total"]);
     assert_eq!(reduced["partitions"], expected["partitions"]);
-    assert_eq!(reduced["coverage"]["done"], planned, "{}", reduced["coverage"]);
+    assert_eq!(
+        reduced["coverage"]["done"], planned,
+        "{}",
+        reduced["coverage"]
+    );
     assert_eq!(reduced["coverage"]["unexpected"], serde_json::json!([]));
 }

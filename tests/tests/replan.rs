@@ -114,7 +114,10 @@ fn plan_force_over_regenerated_data_never_counts_stale_results() {
 
     // Before any agent runs: every result there is the last plan's; none counts.
     let (code, reduced) = fleet.reduce();
-    assert_eq!(code, 3, "stale results must not complete the plan: {reduced}");
+    assert_eq!(
+        code, 3,
+        "stale results must not complete the plan: {reduced}"
+    );
     assert_eq!(reduced["coverage"]["done"], 0, "{}", reduced["coverage"]);
     assert_eq!(reduced["total"]["records"], 0, "{}", reduced["total"]);
     let named = unexpected(&reduced);
@@ -135,7 +138,10 @@ fn plan_force_over_regenerated_data_never_counts_stale_results() {
         .iter()
         .filter(|e| event(e) == "stale_result_replaced")
         .count();
-    assert_eq!(replaced, 12, "each new job replaced the old result in its place");
+    assert_eq!(
+        replaced, 12,
+        "each new job replaced the old result in its place"
+    );
     assert_eq!(fleet.dead_letters(), vec![]);
     let (code, reduced) = fleet.reduce();
     assert_eq!(code, 0, "{}", reduced["coverage"]);
@@ -183,7 +189,9 @@ fn a_forged_record_count_is_not_counted_and_reduce_names_it() {
     assert_eq!(named.len(), 1, "{named:?}");
     assert_eq!(named[0].0, forged_id);
     assert!(
-        named[0].1.starts_with("record count mismatch: 100, the plan's is 250"),
+        named[0]
+            .1
+            .starts_with("record count mismatch: 100, the plan's is 250"),
         "{}",
         named[0].1
     );

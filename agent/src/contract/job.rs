@@ -369,7 +369,10 @@ mod tests {
         let long = format!("{}#0+1", "x".repeat(256 - ".json".len() - "%230%2B1".len()));
         assert_eq!(result_key(&long).len(), 256);
         let e = parse_with(&long, "file:///r/").unwrap_err();
-        assert!(e.0.contains("result key too long") && e.0.contains("255"), "{e}");
+        assert!(
+            e.0.contains("result key too long") && e.0.contains("255"),
+            "{e}"
+        );
         let short = format!("{}#0+1", "x".repeat(255 - ".json".len() - "%230%2B1".len()));
         assert!(parse_with(&short, "file:///r/").is_ok());
         // S3: the prefix counts; 1,024 bytes in all.

@@ -333,21 +333,43 @@ mod check_tests {
 
     #[test]
     fn every_difference_from_the_planned_job_is_named() {
-        let cases: Vec<(Box<dyn FnOnce(&mut ResultDoc)>, &str)> = vec![
-            (Box::new(|d| d.job.plan_id = Some("other".into())), "stale plan"),
+        type Edit = Box<dyn FnOnce(&mut ResultDoc)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                Box::new(|d| d.job.plan_id = Some("other".into())),
+                "stale plan",
+            ),
             (Box::new(|d| d.job.plan_id = None), "stale plan"),
-            (Box::new(|d| d.job.record_count = 4), "record count mismatch"),
+            (
+                Box::new(|d| d.job.record_count = 4),
+                "record count mismatch",
+            ),
             (Box::new(|d| d.job.first_record = 9), "range mismatch"),
-            (Box::new(|d| d.job.etag = Some("\"old\"".into())), "etag mismatch"),
+            (
+                Box::new(|d| d.job.etag = Some("\"old\"".into())),
+                "etag mismatch",
+            ),
             (Box::new(|d| d.job.etag = None), "etag mismatch"),
-            (Box::new(|d| d.job.object_size = Some(800)), "object size mismatch"),
+            (
+                Box::new(|d| d.job.object_size = Some(800)),
+                "object size mismatch",
+            ),
             (
                 Box::new(|d| d.job.source = "s3://bucket/other/d=1/a.rec".into()),
                 "source mismatch",
             ),
-            (Box::new(|d| d.job.record_length = 40), "record length mismatch"),
-            (Box::new(|d| d.job.processor = "taxi-stats".into()), "processor mismatch"),
-            (Box::new(|d| d.job.job_id = "d=1/a.rec#0+10".into()), "job_id mismatch"),
+            (
+                Box::new(|d| d.job.record_length = 40),
+                "record length mismatch",
+            ),
+            (
+                Box::new(|d| d.job.processor = "taxi-stats".into()),
+                "processor mismatch",
+            ),
+            (
+                Box::new(|d| d.job.job_id = "d=1/a.rec#0+10".into()),
+                "job_id mismatch",
+            ),
             (Box::new(|d| d.bytes_read = 80), "bytes read mismatch"),
         ];
         for (edit, want) in cases {
@@ -362,7 +384,10 @@ mod check_tests {
         m.plan_id = None;
         m.prefix = None;
         let c = m.result_check();
-        assert_eq!(c.check("d=1/a.rec#10+5", &doc(|d| d.job.plan_id = None)), Ok(()));
+        assert_eq!(
+            c.check("d=1/a.rec#10+5", &doc(|d| d.job.plan_id = None)),
+            Ok(())
+        );
         assert!(c
             .check("d=1/a.rec#10+5", &doc(|d| d.job.record_count = 4))
             .is_err());

@@ -661,11 +661,7 @@ async fn write_through_faults(
 /// Writes the result create-only. A result already there from another plan (its
 /// `plan_id` differs: the prefix was planned again with `--force`) is stale, and is
 /// replaced; one from this plan stands (the job was done twice: `AlreadyExists`).
-async fn write_result(
-    ctx: &Ctx,
-    job: &Job,
-    body: bytes::Bytes,
-) -> Result<PutOutcome, StoreError> {
+async fn write_result(ctx: &Ctx, job: &Job, body: bytes::Bytes) -> Result<PutOutcome, StoreError> {
     let key = job.result_key();
     let results = &ctx.deps.results;
     match results.put_create(&key, body.clone()).await? {
@@ -949,12 +945,22 @@ mod tests {
     async fn environment_faults_writing_results_pause_and_name_their_cause() {
         for (fault, cause) in [
             (PutFault::Io(ErrorKind::StorageFull), "disk full"),
-            (PutFault::Io(ErrorKind::ReadOnlyFilesystem), "read-only file system"),
-            (PutFault::Io(ErrorKind::PermissionDenied), "permission denied"),
+            (
+                PutFault::Io(ErrorKind::ReadOnlyFilesystem),
+                "read-only file system",
+            ),
+            (
+                PutFault::Io(ErrorKind::PermissionDenied),
+                "permission denied",
+            ),
             (PutFault::Http(403), "access denied"),
         ] {
             let e = write_error(fault.clone()).await;
-            assert_eq!(e.class(), crate::error::ErrorClass::Environment, "{fault:?}: {e}");
+            assert_eq!(
+                e.class(),
+                crate::error::ErrorClass::Environment,
+                "{fault:?}: {e}"
+            );
             match JobError::ResultWrite(e).route() {
                 Route::Pause(reason) => {
                     assert_eq!(crate::error::fault_cause(&reason), cause, "{reason}")
@@ -971,7 +977,10 @@ mod tests {
         let e = write_error(PutFault::Http(503)).await;
         assert!(matches!(JobError::ResultWrite(e).route(), Route::Retry(_)));
         let e = write_error(PutFault::Io(ErrorKind::InvalidFilename)).await;
-        assert!(matches!(JobError::ResultWrite(e).route(), Route::DeadLetter(_)));
+        assert!(matches!(
+            JobError::ResultWrite(e).route(),
+            Route::DeadLetter(_)
+        ));
     }
 
     #[test]

@@ -412,8 +412,13 @@ mod tests {
             ]
         );
         let line = coverage_line(&r);
-        assert!(line.contains("a.rec#10+10 (record count mismatch"), "{line}");
-        assert_eq!(r.to_json()["coverage"]["unexpected"][1]["job_id"], "a.rec#10+10");
+        assert!(
+            line.contains("a.rec#10+10 (record count mismatch"),
+            "{line}"
+        );
+        assert_eq!(
+            r.to_json()["coverage"]["unexpected"][1]["job_id"],
+            "a.rec#10+10"
+        );
     }
 }
-

@@ -145,8 +145,8 @@ impl SqliteQueue {
     pub fn dead_letters(&self) -> Result<Vec<(String, String, u32)>, QueueError> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let read = || -> rusqlite::Result<Vec<(String, String, u32)>> {
-            let mut st = conn
-                .prepare("SELECT body, reason, receive_count FROM dead_letters ORDER BY id")?;
+            let mut st =
+                conn.prepare("SELECT body, reason, receive_count FROM dead_letters ORDER BY id")?;
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect()
         };
@@ -484,7 +484,10 @@ mod tests {
         // Plan 2 into the same queue: its job must not take the first one's id.
         q.enqueue(&["plan-2".to_string()]).await.unwrap();
         let second = lease_one(&q).await;
-        assert_ne!(first.message_id, second.message_id, "a message id was reused");
+        assert_ne!(
+            first.message_id, second.message_id,
+            "a message id was reused"
+        );
         q.dead_letter(&second, "second reason").await.unwrap();
         assert_eq!(
             q.dead_letters().unwrap(),
@@ -521,7 +524,10 @@ mod tests {
             vec![("old dead".into(), "old reason".into(), 5)]
         );
         let waiting = lease_one(&q).await;
-        assert_eq!((waiting.message_id.as_str(), waiting.body.as_str()), ("3", "waiting"));
+        assert_eq!(
+            (waiting.message_id.as_str(), waiting.body.as_str()),
+            ("3", "waiting")
+        );
         q.ack(&waiting).await.unwrap();
         // New jobs start past every id a dead letter names.
         q.enqueue(&["new".to_string()]).await.unwrap();

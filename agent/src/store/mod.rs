@@ -577,11 +577,7 @@ fn classify(e: &object_store::Error, what: &str) -> StoreError {
 
 /// The error for an I/O failure whose kind [`crate::error::io_class`] knows, its cause
 /// first in the message (`<what>: disk full: …`); `None` for any other.
-fn io_error(
-    what: &str,
-    detail: &str,
-    e: &(dyn std::error::Error + 'static),
-) -> Option<StoreError> {
+fn io_error(what: &str, detail: &str, e: &(dyn std::error::Error + 'static)) -> Option<StoreError> {
     let (class, cause) = crate::error::io_class_of(e)?;
     let msg = format!("{what}: {cause}: {detail}");
     Some(match class {
