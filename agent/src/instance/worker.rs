@@ -7,8 +7,10 @@
 //! length. Errors are handled by class (docs/architecture.md#defaults): a bad job is
 //! dead-lettered with its reason; a retryable
 //! failure releases the job (dead-lettered at its 5th receive); a fault of the agent or
-//! its environment (403, missing credentials) releases the job and pauses leasing, so a
-//! wrong role never dead-letters a plan's worth of good jobs.
+//! its environment (a full, read-only or refused results disk, 403, missing
+//! credentials) pauses leasing, and the job keeps its lease (heartbeaten) and is tried
+//! again after the pause, so a wrong role or a full disk never dead-letters a plan's
+//! worth of good jobs nor spends their receives.
 //!
 //! Draining: [`Control::stop_leasing`] stops new leases; [`Control::drain`] also sets a
 //! deadline, by which every job in flight is either finished (if its expected end,
@@ -289,10 +291,9 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                         release(&ctx, &lease, "leased as the agent began to drain").await;
                         continue;
                     }
-                    if is_paused(&ctx) {
-                        release(&ctx, &lease, "leased as a fault paused leasing").await;
-                        continue;
-                    }
+                    // A fault that paused leasing while this lease call was out: the job
+                    // waits the pause out holding its lease (`run_job`). Releasing it
+                    // would spend one of its receives (SQS counts every receive).
                     next_id += 1;
                     let id = next_id;
                     let read = Arc::new(AtomicU64::new(0));
@@ -560,6 +561,23 @@ async fn run_job(
     let partition = job.partition_name();
     let span = tracing::info_span!("job", job_id = %job.job_id, source = %job.source, partition = %partition, attempt = lease.receive_count);
     async {
+        if is_paused(ctx) {
+            // Leased while a fault paused leasing: start only once the pause is over.
+            tokio::select! {
+                () = wait_while_paused(ctx) => {}
+                _ = abandon.cancelled() => {
+                    release(ctx, &lease, "released while draining").await;
+                    return;
+                }
+                () = heartbeat(ctx, &lease) => {
+                    tracing::warn!(
+                        event = "job_abandoned_lease_lost",
+                        "job abandoned: its lease was lost, so another worker may have it; not released"
+                    );
+                    return;
+                }
+            }
+        }
         tracing::info!(event = "job_started", "job started");
         let started_at = SystemTime::now();
         let heartbeat = heartbeat(ctx, &lease);
@@ -687,13 +705,18 @@ async fn write_result(ctx: &Ctx, job: &Job, body: bytes::Bytes) -> Result<PutOut
     }
 }
 
+/// Returns once no fault's pause is in effect (a later fault may lengthen it).
+async fn wait_while_paused(ctx: &Ctx) {
+    while let Some(until) = paused_until(ctx) {
+        tokio::time::sleep_until(until).await;
+    }
+}
+
 /// Pauses leasing for a fault of the environment and waits until the pause in effect
 /// (the longest announced) is over.
 async fn wait_out_fault(ctx: &Ctx, reason: &str) {
     pause_for_fault(ctx, reason);
-    while let Some(until) = paused_until(ctx) {
-        tokio::time::sleep_until(until).await;
-    }
+    wait_while_paused(ctx).await;
     tracing::info!(
         event = "fault_retry",
         "the pause for a fault is over; trying the job again with the same lease"
