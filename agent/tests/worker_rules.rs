@@ -341,3 +341,35 @@ async fn an_object_whose_size_changed_since_the_plan_without_an_etag_is_refused(
         "permanent: dead-lettered at the first receive"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_job_leased_during_a_pause_waits_holding_its_lease() {
+    let d = data(200, 100).await; // two jobs; the queue gets them one at a time
+    let bodies: Vec<String> = d
+        .jobs
+        .iter()
+        .map(|j| serde_json::to_string(j).unwrap())
+        .collect();
+    let queue = FakeQueue::shared();
+    queue.enqueue(&bodies[..1]).await.unwrap();
+    let faulty = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    faulty.push(1, GetFault::Forbidden); // the first job's first read
+    let q = Timeline::new(queue.clone());
+    let store = Store::memory();
+    let mut s = settings(secs(300));
+    s.concurrency = 2;
+    let run = tokio::spawn(worker::run(
+        deps(q.clone(), faulty, &store),
+        s,
+        Control::default(),
+    ));
+    // The first job has faulted and paused leasing (at least 1 s) while the second
+    // slot's lease call waits for a message: the second job arrives into the pause.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    queue.enqueue(&bodies[1..]).await.unwrap();
+    let out = run.await.unwrap().unwrap();
+    assert_eq!(q.calls("lease").len(), 2, "{:?}", q.calls("lease"));
+    assert_eq!(q.calls("release"), vec![], "no receive spent on the pause");
+    assert_eq!(out.counters.done.load(Ordering::Relaxed), 2);
+    assert!(queue.dead_letters().is_empty());
+}
