@@ -25,7 +25,7 @@ pub fn io_class(kind: std::io::ErrorKind) -> Option<(ErrorClass, &'static str)> 
         K::StorageFull | K::QuotaExceeded => Some((ErrorClass::Environment, DISK_FULL)),
         K::ReadOnlyFilesystem => Some((ErrorClass::Environment, READ_ONLY)),
         K::PermissionDenied => Some((ErrorClass::Environment, PERMISSION_DENIED)),
-        K::InvalidFilename => Some((ErrorClass::Job, "file name too long")),
+        K::InvalidFilename => Some((ErrorClass::Job, NAME_TOO_LONG)),
         _ => None,
     }
 }
@@ -36,6 +36,8 @@ pub const DISK_FULL: &str = "disk full";
 pub const READ_ONLY: &str = "read-only file system";
 /// EACCES or EPERM.
 pub const PERMISSION_DENIED: &str = "permission denied";
+/// ENAMETOOLONG: the job's result name will never fit the file system.
+pub const NAME_TOO_LONG: &str = "file name too long";
 /// HTTP 401/403 or an S3 AccessDenied, bad or missing credentials.
 pub const ACCESS_DENIED: &str = "access denied";
 

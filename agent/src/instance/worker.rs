@@ -519,8 +519,10 @@ impl JobError {
             JobError::Exec(e) => Route::Retry(e.clone()),
             // A result that cannot be written says nothing against the job itself.
             JobError::ResultWrite(StoreError::Fault(r)) => Route::Pause(r.clone()),
-            // Only a name the store can never take (too long) condemns the job.
-            JobError::ResultWrite(StoreError::Permanent(r)) => {
+            // Only a name the file system can never take condemns the job.
+            JobError::ResultWrite(StoreError::Permanent(r))
+                if r.contains(&format!(": {}: ", crate::error::NAME_TOO_LONG)) =>
+            {
                 Route::DeadLetter(format!("writing the result: {r}"))
             }
             e @ JobError::ResultWrite(_) => Route::Retry(e.to_string()),
@@ -998,6 +1000,9 @@ mod tests {
         let e = write_error(PutFault::Io(ErrorKind::TimedOut)).await;
         assert!(matches!(JobError::ResultWrite(e).route(), Route::Retry(_)));
         let e = write_error(PutFault::Http(503)).await;
+        assert!(matches!(JobError::ResultWrite(e).route(), Route::Retry(_)));
+        let e = write_error(PutFault::Http(400)).await;
+        assert!(matches!(e, StoreError::Permanent(_)), "{e:?}");
         assert!(matches!(JobError::ResultWrite(e).route(), Route::Retry(_)));
         let e = write_error(PutFault::Io(ErrorKind::InvalidFilename)).await;
         assert!(matches!(
