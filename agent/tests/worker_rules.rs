@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use object_store::memory::InMemory;
 use rangefleet::boot::Identity;
 use rangefleet::instance::systemd::Recorder;
 use rangefleet::instance::worker::{self, Control, Deps, Settings, MAX_ATTEMPTS};
 use rangefleet::queue::fake::{FakeQueue, FaultyQueue, Op};
 use rangefleet::queue::{Lease, Queue, QueueError, QueueStats};
-use rangefleet::store::faulty::{FaultyObjectStore, GetFault};
+use rangefleet::store::faulty::{FaultyObjectStore, GetFault, PutFault};
 use rangefleet::store::Store;
 use tokio::time::Instant;
 
@@ -149,8 +150,9 @@ async fn a_fault_pauses_leasing_and_dead_letters_nothing() {
     faulty.push(3 * MAX_ATTEMPTS as usize, GetFault::Forbidden);
     let q = Timeline::new(d.queue.clone());
     let store = Store::memory();
+    let started = Instant::now();
     let out = worker::run(
-        deps(q.clone(), faulty, &store),
+        deps(q.clone(), faulty.clone(), &store),
         settings(secs(300)),
         Control::default(),
     )
@@ -166,23 +168,56 @@ async fn a_fault_pauses_leasing_and_dead_letters_nothing() {
         1,
         "done once access returns"
     );
-    assert_eq!(results(&store).await.len(), 1);
-    // Every release after a fault is followed by a pause of at least a second before
-    // the next lease.
-    let releases = q.calls("release");
-    let leases = q.calls("lease");
-    assert_eq!(releases.len(), 3 * MAX_ATTEMPTS as usize);
-    for (released, _) in &releases {
-        let next = leases
+    // The job kept its lease through every fault: one receive, never released, and
+    // its result says attempt 1.
+    assert_eq!(q.calls("lease").len(), 1, "{:?}", q.calls("lease"));
+    assert_eq!(q.calls("release"), vec![]);
+    let docs = results(&store).await;
+    assert_eq!(docs.values().next().unwrap()["attempt"], 1);
+    assert_eq!(faulty.gets(), 3 * MAX_ATTEMPTS as u64 + 1);
+    // Each fault paused for at least a second before the next try.
+    assert!(
+        started.elapsed() >= secs(3 * MAX_ATTEMPTS as u64),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_results_disk_pauses_and_spends_no_receive() {
+    let d = data(200, 100).await; // two jobs
+    let source = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    // The results disk is full for the next 20 writes, then has room again.
+    let results_store = Arc::new(FaultyObjectStore::new(Arc::new(InMemory::new())));
+    results_store.push_put(20, PutFault::Io(std::io::ErrorKind::StorageFull));
+    let results_at = Store::from_object_store(results_store.clone(), "file:///results/");
+    let q = Timeline::new(d.queue.clone());
+    let recorder = Arc::new(Recorder::default());
+    let mut deps = deps(q.clone(), source, &results_at);
+    deps.notifier = recorder.clone();
+    let mut s = settings(secs(300));
+    s.concurrency = 2;
+    let out = worker::run(deps, s, Control::default()).await.unwrap();
+    assert_eq!(d.queue.dead_letters(), vec![], "nothing dead-lettered");
+    assert_eq!(out.counters.done.load(Ordering::Relaxed), 2);
+    assert_eq!(q.calls("release"), vec![], "no receive spent on the fault");
+    assert!(
+        q.calls("lease").iter().all(|c| c.1 == 1),
+        "{:?}",
+        q.calls("lease")
+    );
+    assert_eq!(results_store.puts(), 22);
+    let docs = results(&results_at).await;
+    assert_eq!(docs.len(), 2);
+    assert!(docs.values().all(|d| d["attempt"] == 1));
+    assert!(
+        recorder
+            .states()
             .iter()
-            .find(|(at, _)| at > released)
-            .expect("leased again");
-        assert!(
-            next.0 - *released >= secs(1),
-            "leased {:?} after a fault",
-            next.0 - *released
-        );
-    }
+            .any(|l| l.contains("leasing paused (disk full)")),
+        "a status line names the cause: {:?}",
+        recorder.states()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -266,4 +301,75 @@ async fn a_lost_lease_abandons_the_job_and_releases_nothing() {
         1,
         "the job stays in the queue for its holder"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_object_whose_size_changed_since_the_plan_without_an_etag_is_refused() {
+    // The plan saw one more record than the object now has, and recorded no ETag.
+    let d = data(100, 50).await;
+    let mut job = d.jobs[0].clone();
+    assert_eq!(job.etag, None);
+    job.object_size = Some(8_000 + 80);
+    let queue = FakeQueue::shared();
+    queue
+        .enqueue(&[serde_json::to_string(&job).unwrap()])
+        .await
+        .unwrap();
+    let faulty = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    let store = Store::memory();
+    let out = worker::run(
+        deps(queue.clone(), faulty, &store),
+        settings(secs(300)),
+        Control::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.counters.done.load(Ordering::Relaxed), 0);
+    assert!(
+        results(&store).await.is_empty(),
+        "no result from a changed object"
+    );
+    let dead = queue.dead_letters();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].1.contains("changed since the plan") && dead[0].1.contains("8080"),
+        "{}",
+        dead[0].1
+    );
+    assert_eq!(
+        dead[0].2, 1,
+        "permanent: dead-lettered at the first receive"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_leased_during_a_pause_waits_holding_its_lease() {
+    let d = data(200, 100).await; // two jobs; the queue gets them one at a time
+    let bodies: Vec<String> = d
+        .jobs
+        .iter()
+        .map(|j| serde_json::to_string(j).unwrap())
+        .collect();
+    let queue = FakeQueue::shared();
+    queue.enqueue(&bodies[..1]).await.unwrap();
+    let faulty = Arc::new(FaultyObjectStore::new(d.objects.clone()));
+    faulty.push(1, GetFault::Forbidden); // the first job's first read
+    let q = Timeline::new(queue.clone());
+    let store = Store::memory();
+    let mut s = settings(secs(300));
+    s.concurrency = 2;
+    let run = tokio::spawn(worker::run(
+        deps(q.clone(), faulty, &store),
+        s,
+        Control::default(),
+    ));
+    // The first job has faulted and paused leasing (at least 1 s) while the second
+    // slot's lease call waits for a message: the second job arrives into the pause.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    queue.enqueue(&bodies[1..]).await.unwrap();
+    let out = run.await.unwrap().unwrap();
+    assert_eq!(q.calls("lease").len(), 2, "{:?}", q.calls("lease"));
+    assert_eq!(q.calls("release"), vec![], "no receive spent on the pause");
+    assert_eq!(out.counters.done.load(Ordering::Relaxed), 2);
+    assert!(queue.dead_letters().is_empty());
 }

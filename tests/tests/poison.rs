@@ -99,6 +99,17 @@ fn poison_jobs_are_dead_lettered_with_their_reason_and_good_jobs_complete() {
             "no such object",
         ),
         (real[0].clone(), "changed since the plan"),
+        (
+            with("job_id", "_late/part-0000.rec\u{0}#0+500".into()),
+            "NUL",
+        ),
+        (
+            with(
+                "job_id",
+                format!("_late/{}.rec#0+500", "x".repeat(300)).into(),
+            ),
+            "result key too long",
+        ),
     ];
 
     // Poison first, so the agent meets it before any good job and must carry on.

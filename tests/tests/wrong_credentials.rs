@@ -1,5 +1,6 @@
-//! With credentials S3 rejects, the agent dead-letters nothing: each job it tried is
-//! released, leasing pauses with a growing backoff, and its log says why.
+//! With credentials S3 rejects, the agent dead-letters nothing: each job it tried keeps
+//! its lease and is tried again after a pause of leasing with a growing backoff (the
+//! SIGTERM's drain releases them), and its log says why.
 //!
 //! moto enforces IAM authentication once told to (`POST /moto-api/reset-auth` with the
 //! number of requests still let through, here 0; moto's `INITIAL_NO_AUTH_ACTION_COUNT`

@@ -85,6 +85,10 @@ pub struct Job {
     /// Object ETag at plan time; when present the read is conditional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// The plan that made the job (its manifest's `plan_id`): `reduce` counts a result
+    /// only when it matches the plan it checks against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
 }
 
 impl Job {
@@ -171,6 +175,69 @@ pub fn job_id_of_result(key: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Longest file name component on the file systems results are written to (ext4, xfs,
+/// tmpfs: `NAME_MAX`), in bytes.
+pub const MAX_FILE_NAME: usize = 255;
+/// Longest S3 object key, in bytes (UTF-8).
+pub const MAX_S3_KEY: usize = 1024;
+
+/// What the results store accepts as a result's name: a `file://` store takes one
+/// component of at most [`MAX_FILE_NAME`] bytes, an S3 store a key (prefix included) of
+/// at most [`MAX_S3_KEY`] bytes. A job whose result cannot be written can never
+/// succeed, so `plan` refuses it and the agent dead-letters it at its first receive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultLimits {
+    /// Longest result key (one file name component), when the store has a limit.
+    max_name: Option<usize>,
+    /// Longest key including the results prefix, and that prefix's length in bytes.
+    max_key: Option<(usize, usize)>,
+}
+
+impl ResultLimits {
+    /// The limits of the results store at `results_url` (`file:///dir/`,
+    /// `s3://bucket/prefix/`); none for other schemes.
+    pub fn for_results(results_url: &str) -> ResultLimits {
+        if results_url.starts_with("file://") {
+            ResultLimits {
+                max_name: Some(MAX_FILE_NAME),
+                max_key: None,
+            }
+        } else if let Some(rest) = results_url.strip_prefix("s3://") {
+            let prefix = rest.split_once('/').map_or("", |(_, p)| p);
+            let prefix = crate::contract::allow::percent_decode(prefix);
+            ResultLimits {
+                max_name: None,
+                max_key: Some((MAX_S3_KEY, prefix.len())),
+            }
+        } else {
+            ResultLimits::default()
+        }
+    }
+
+    /// Why `job_id`'s result key cannot be written to the store, if it cannot.
+    pub fn check(&self, job_id: &str) -> Result<(), String> {
+        let key = result_key(job_id);
+        if let Some(max) = self.max_name {
+            if key.len() > max {
+                return Err(format!(
+                    "result key too long: {} bytes, more than the {max}-byte file name limit: {key}",
+                    key.len()
+                ));
+            }
+        }
+        if let Some((max, prefix)) = self.max_key {
+            if prefix + key.len() > max {
+                return Err(format!(
+                    "result key too long: {} bytes with the results prefix, more than the \
+                     {max}-byte S3 key limit: {key}",
+                    prefix + key.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Why a message is not a job this agent will run. Always permanent: dead-letter it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -183,11 +250,13 @@ impl BadJob {
     }
 }
 
-/// Parses and checks a message: version, numbers, processor, and the allow-list.
+/// Parses and checks a message: version, numbers, processor, the allow-list, and that
+/// its result can be written under `limits`.
 pub fn parse(
     body: &str,
     allow: &AllowList,
     processors: &[ProcessorKind],
+    limits: &ResultLimits,
 ) -> Result<(Job, ProcessorKind), BadJob> {
     let value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| BadJob(format!("message is not JSON: {e}")))?;
@@ -205,6 +274,10 @@ pub fn parse(
     if job.job_id.is_empty() || job.job_id.len() > 1024 {
         return Err(BadJob("job_id must be 1 to 1024 bytes".into()));
     }
+    if job.job_id.contains('\0') {
+        return Err(BadJob("job_id contains a NUL byte".into()));
+    }
+    limits.check(&job.job_id).map_err(BadJob)?;
     if job.record_length == 0 || job.record_length > 1 << 20 {
         return Err(BadJob(format!(
             "record_length {} is outside 1..=1048576",
@@ -265,6 +338,49 @@ mod tests {
         assert_eq!(result_key("a b%c~"), "a%20b%25c~.json");
         assert_eq!(job_id_of_result("_plan.json").unwrap(), "_plan");
         assert_eq!(job_id_of_result("x.txt"), None);
+    }
+
+    fn body(job_id: &str) -> String {
+        serde_json::json!({"v": 1, "job_id": job_id, "source": "file:///d/a.rec",
+            "record_length": 8, "first_record": 0, "record_count": 1, "processor": "count"})
+        .to_string()
+    }
+
+    fn parse_with(job_id: &str, results: &str) -> Result<(Job, ProcessorKind), BadJob> {
+        let allow = AllowList::new(&["file:///d/".to_string()]).unwrap();
+        parse(
+            &body(job_id),
+            &allow,
+            &[ProcessorKind::Count],
+            &ResultLimits::for_results(results),
+        )
+    }
+
+    #[test]
+    fn a_nul_in_job_id_is_a_bad_job() {
+        let e = parse_with("a.rec\0#0+1", "file:///r/").unwrap_err();
+        assert!(e.0.contains("NUL"), "{e}");
+        assert_eq!(e.class(), ErrorClass::Job);
+    }
+
+    #[test]
+    fn a_result_key_over_the_stores_limit_is_a_bad_job() {
+        // 245 bytes of name + "#0+1" escaped + ".json": 256 bytes, one over NAME_MAX.
+        let long = format!("{}#0+1", "x".repeat(256 - ".json".len() - "%230%2B1".len()));
+        assert_eq!(result_key(&long).len(), 256);
+        let e = parse_with(&long, "file:///r/").unwrap_err();
+        assert!(
+            e.0.contains("result key too long") && e.0.contains("255"),
+            "{e}"
+        );
+        let short = format!("{}#0+1", "x".repeat(255 - ".json".len() - "%230%2B1".len()));
+        assert!(parse_with(&short, "file:///r/").is_ok());
+        // S3: the prefix counts; 1,024 bytes in all.
+        let prefix = format!("s3://b/{}/", "p".repeat(1024 - 256));
+        let e = parse_with(&long, &prefix).unwrap_err();
+        assert!(e.0.contains("1024-byte S3 key limit"), "{e}");
+        assert!(parse_with(&short, &prefix).is_ok());
+        assert!(parse_with(&long, "memory:///").is_ok());
     }
 
     #[test]

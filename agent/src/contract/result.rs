@@ -105,6 +105,7 @@ mod tests {
             processor: "count".into(),
             object_size: Some(160),
             etag: Some("\"e1\"".into()),
+            plan_id: None,
         }
     }
 

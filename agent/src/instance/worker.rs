@@ -7,8 +7,10 @@
 //! length. Errors are handled by class (docs/architecture.md#defaults): a bad job is
 //! dead-lettered with its reason; a retryable
 //! failure releases the job (dead-lettered at its 5th receive); a fault of the agent or
-//! its environment (403, missing credentials) releases the job and pauses leasing, so a
-//! wrong role never dead-letters a plan's worth of good jobs.
+//! its environment (a full, read-only or refused results disk, 403, missing
+//! credentials) pauses leasing, and the job keeps its lease (heartbeaten) and is tried
+//! again after the pause, so a wrong role or a full disk never dead-letters a plan's
+//! worth of good jobs nor spends their receives.
 //!
 //! Draining: [`Control::stop_leasing`] stops new leases; [`Control::drain`] also sets a
 //! deadline, by which every job in flight is either finished (if its expected end,
@@ -167,9 +169,13 @@ struct Ctx {
     settings: Settings,
     allow: AllowList,
     processors: Vec<ProcessorKind>,
+    /// What the results store accepts as a result key.
+    limits: job::ResultLimits,
     counters: Arc<Counters>,
     /// Leasing pauses until then after a fault.
     paused_until: Mutex<Option<Instant>>,
+    /// The last fault's cause (`disk full`, …), for the status line.
+    fault_cause: Mutex<&'static str>,
     fault_backoff: Mutex<FullJitter>,
     /// Part GETs, through the shared window.
     fetcher: Fetcher,
@@ -204,8 +210,10 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
     let ctx = Arc::new(Ctx {
         allow: AllowList::new(&settings.inputs)?,
         processors,
+        limits: job::ResultLimits::for_results(deps.results.url()),
         counters: Arc::new(Counters::default()),
         paused_until: Mutex::new(None),
+        fault_cause: Mutex::new(""),
         fault_backoff: Mutex::new(FullJitter::new(
             Duration::from_secs(2),
             Duration::from_secs(120),
@@ -241,8 +249,9 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
             break;
         }
         if let Some(until) = paused_until(&ctx) {
+            // In steps of the tick, so the watchdog hears from the loop through a long pause.
             tokio::select! {
-                _ = tokio::time::sleep_until(until) => {}
+                _ = tokio::time::sleep_until(until.min(Instant::now() + tick)) => {}
                 _ = control.stop.cancelled() => break,
             }
             continue;
@@ -285,16 +294,15 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                         release(&ctx, &lease, "leased as the agent began to drain").await;
                         continue;
                     }
-                    if is_paused(&ctx) {
-                        release(&ctx, &lease, "leased as a fault paused leasing").await;
-                        continue;
-                    }
+                    // A fault that paused leasing while this lease call was out: the job
+                    // waits the pause out holding its lease (`run_job`). Releasing it
+                    // would spend one of its receives (SQS counts every receive).
                     next_id += 1;
                     let id = next_id;
                     let read = Arc::new(AtomicU64::new(0));
                     let abandon = CancellationToken::new();
                     // Parsed once, here: the drain needs the job's size, the run the job.
-                    let parsed = job::parse(&lease.body, &ctx.allow, &ctx.processors);
+                    let parsed = job::parse(&lease.body, &ctx.allow, &ctx.processors, &ctx.limits);
                     inflight.lock().unwrap().insert(
                         id,
                         InFlight {
@@ -398,6 +406,13 @@ async fn done_when_empty(ctx: &Ctx, tracker: &TaskTracker) -> bool {
 /// One turn of the loop: WATCHDOG=1 and a STATUS line for `systemctl status`.
 fn alive(ctx: &Ctx, tracker: &TaskTracker, phase: &str) {
     ctx.deps.notifier.watchdog();
+    let paused;
+    let phase = if is_paused(ctx) {
+        paused = format!("leasing paused ({})", ctx.fault_cause.lock().unwrap());
+        paused.as_str()
+    } else {
+        phase
+    };
     ctx.deps.notifier.status(&format!(
         "{phase}; {} running, {} done, {} failed",
         tracker.len(),
@@ -503,7 +518,9 @@ enum Route {
     DeadLetter(String),
     /// Worth another try: release it; dead-letter it at its [`MAX_ATTEMPTS`]th receive.
     Retry(String),
-    /// The agent's environment is wrong: release it, pause leasing, condemn nothing.
+    /// The agent's environment is wrong (disk full, read-only, permission or access
+    /// denied): keep the lease, pause leasing, try again after the pause; condemn
+    /// nothing and spend none of the job's receives.
     Pause(String),
 }
 
@@ -518,6 +535,12 @@ impl JobError {
             JobError::Exec(e) => Route::Retry(e.clone()),
             // A result that cannot be written says nothing against the job itself.
             JobError::ResultWrite(StoreError::Fault(r)) => Route::Pause(r.clone()),
+            // Only a name the file system can never take condemns the job.
+            JobError::ResultWrite(StoreError::Permanent(r))
+                if r.contains(&format!(": {}: ", crate::error::NAME_TOO_LONG)) =>
+            {
+                Route::DeadLetter(format!("writing the result: {r}"))
+            }
             e @ JobError::ResultWrite(_) => Route::Retry(e.to_string()),
         }
     }
@@ -536,7 +559,8 @@ enum Ended {
 }
 
 /// Runs one leased job, `parsed` from its body: a result and an ack, a release, or a
-/// dead letter.
+/// dead letter. The lease is heartbeaten from the first read to the ack, through any
+/// pause for a fault of the environment.
 async fn run_job(
     ctx: &Ctx,
     lease: Lease,
@@ -555,20 +579,63 @@ async fn run_job(
     let partition = job.partition_name();
     let span = tracing::info_span!("job", job_id = %job.job_id, source = %job.source, partition = %partition, attempt = lease.receive_count);
     async {
+        if is_paused(ctx) {
+            // Leased while a fault paused leasing: start only once the pause is over.
+            tokio::select! {
+                () = wait_while_paused(ctx) => {}
+                _ = abandon.cancelled() => {
+                    release(ctx, &lease, "released while draining").await;
+                    return;
+                }
+                () = heartbeat(ctx, &lease) => {
+                    tracing::warn!(
+                        event = "job_abandoned_lease_lost",
+                        "job abandoned: its lease was lost, so another worker may have it; not released"
+                    );
+                    return;
+                }
+            }
+        }
         tracing::info!(event = "job_started", "job started");
         let started_at = SystemTime::now();
+        let heartbeat = heartbeat(ctx, &lease);
+        tokio::pin!(heartbeat);
         let ended = tokio::select! {
-            r = process(ctx, &job, kind, &read) => match r {
+            r = process_through_faults(ctx, &job, kind, &read) => match r {
                 Ok((output, bytes)) => Ended::Done(output, bytes),
                 Err(e) => Ended::Failed(e),
             },
             _ = abandon.cancelled() => Ended::Abandoned,
-            () = heartbeat(ctx, &lease) => Ended::LeaseLost,
+            () = &mut heartbeat => Ended::LeaseLost,
+        };
+        let ended = match ended {
+            Ended::Done(output, bytes) => {
+                let body = ResultDoc::new(
+                    &job,
+                    output,
+                    bytes,
+                    result_instance(ctx),
+                    lease.receive_count,
+                    started_at,
+                    SystemTime::now(),
+                )
+                .to_bytes();
+                tokio::select! {
+                    r = write_through_faults(ctx, &job, body.into()) => match r {
+                        Ok(outcome) => {
+                            finish(ctx, &lease, outcome, bytes).await;
+                            return;
+                        }
+                        Err(e) => Ended::Failed(e),
+                    },
+                    _ = abandon.cancelled() => Ended::Abandoned,
+                    () = &mut heartbeat => Ended::LeaseLost,
+                }
+            }
+            other => other,
         };
         match ended {
-            Ended::Done(output, bytes) => {
-                finish(ctx, &lease, &job, output, bytes, started_at).await;
-            }
+            Ended::Done(..) => unreachable!("a done job is finished above"),
             Ended::Failed(e) => fail(ctx, &lease, &e).await,
             Ended::Abandoned => release(ctx, &lease, "released while draining").await,
             Ended::LeaseLost => tracing::warn!(
@@ -581,10 +648,105 @@ async fn run_job(
     .await
 }
 
+/// Runs the job; after a fault of the environment, pauses leasing, waits the pause
+/// out holding the lease, and runs it again. Other failures are returned.
+async fn process_through_faults(
+    ctx: &Ctx,
+    job: &Job,
+    kind: ProcessorKind,
+    read: &AtomicU64,
+) -> Result<(Value, u64), JobError> {
+    loop {
+        match process(ctx, job, kind, read).await {
+            Err(e) => match e.route() {
+                Route::Pause(reason) => {
+                    wait_out_fault(ctx, &reason).await;
+                    read.store(0, Ordering::Relaxed);
+                }
+                _ => return Err(e),
+            },
+            ok => return ok,
+        }
+    }
+}
+
+/// Writes the result create-only; after a fault of the environment (a full or
+/// read-only disk, a refused write), pauses leasing and writes again once the pause
+/// is over, holding the lease. Other failures are returned.
+async fn write_through_faults(
+    ctx: &Ctx,
+    job: &Job,
+    body: bytes::Bytes,
+) -> Result<PutOutcome, JobError> {
+    loop {
+        match write_result(ctx, job, body.clone()).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) => {
+                let e = JobError::ResultWrite(e);
+                match e.route() {
+                    Route::Pause(reason) => {
+                        wait_out_fault(ctx, &format!("writing the result: {reason}")).await
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Writes the result create-only. A result already there from another plan (its
+/// `plan_id` differs: the prefix was planned again with `--force`) is stale, and is
+/// replaced; one from this plan stands (the job was done twice: `AlreadyExists`).
+async fn write_result(ctx: &Ctx, job: &Job, body: bytes::Bytes) -> Result<PutOutcome, StoreError> {
+    let key = job.result_key();
+    let results = &ctx.deps.results;
+    match results.put_create(&key, body.clone()).await? {
+        PutOutcome::AlreadyExists if job.plan_id.is_some() => {
+            let there = match results.get(&key).await {
+                Ok(b) => ResultDoc::from_slice(&b).ok().map(|d| d.job.plan_id),
+                // Gone between the two calls: write it again.
+                Err(StoreError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            if there.as_ref() == Some(&job.plan_id) {
+                return Ok(PutOutcome::AlreadyExists);
+            }
+            tracing::warn!(
+                event = "stale_result_replaced",
+                stale_plan_id = there.flatten().as_deref().unwrap_or("(none)"),
+                "a result of another plan was in this job's place; replaced"
+            );
+            results.put(&key, body).await?;
+            Ok(PutOutcome::Created)
+        }
+        outcome => Ok(outcome),
+    }
+}
+
+/// Returns once no fault's pause is in effect (a later fault may lengthen it).
+async fn wait_while_paused(ctx: &Ctx) {
+    while let Some(until) = paused_until(ctx) {
+        tokio::time::sleep_until(until).await;
+    }
+}
+
+/// Pauses leasing for a fault of the environment and waits until the pause in effect
+/// (the longest announced) is over.
+async fn wait_out_fault(ctx: &Ctx, reason: &str) {
+    pause_for_fault(ctx, reason);
+    wait_while_paused(ctx).await;
+    tracing::info!(
+        event = "fault_retry",
+        "the pause for a fault is over; trying the job again with the same lease"
+    );
+}
+
 /// Routes a failed job by its error's class ([`JobError::route`]).
 async fn fail(ctx: &Ctx, lease: &Lease, e: &JobError) {
     match e.route() {
         Route::DeadLetter(reason) => dead_letter(ctx, lease, &reason).await,
+        // Faults are waited out with the lease held (`process_through_faults`); one
+        // that reaches here has no job left to run.
         Route::Pause(reason) => {
             pause_for_fault(ctx, &reason);
             release(
@@ -674,52 +836,30 @@ async fn process(
     }
 }
 
-async fn finish(
-    ctx: &Ctx,
-    lease: &Lease,
-    job: &Job,
-    output: Value,
-    bytes: u64,
-    started_at: SystemTime,
-) {
-    let instance = ResultInstance {
+fn result_instance(ctx: &Ctx) -> ResultInstance {
+    ResultInstance {
         instance_id: ctx.deps.identity.instance_id.clone(),
         availability_zone: ctx.deps.identity.availability_zone.clone(),
         tags: ctx.deps.tags.clone(),
-    };
-    let doc = ResultDoc::new(
-        job,
-        output,
-        bytes,
-        instance,
-        lease.receive_count,
-        started_at,
-        SystemTime::now(),
-    );
-    let body = doc.to_bytes();
-    match ctx
-        .deps
-        .results
-        .put_create(&job.result_key(), body.into())
-        .await
-    {
-        Ok(PutOutcome::Created) => {
+    }
+}
+
+/// Counts a written (or already written) result and acks the job.
+async fn finish(ctx: &Ctx, lease: &Lease, outcome: PutOutcome, bytes: u64) {
+    match outcome {
+        PutOutcome::Created => {
             tracing::info!(event = "job_done", bytes, "job done");
             // The environment works again: the next fault starts its backoff afresh.
             ctx.fault_backoff.lock().unwrap().reset();
             ctx.counters.done.fetch_add(1, Ordering::Relaxed);
             ctx.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         }
-        Ok(PutOutcome::AlreadyExists) => {
+        PutOutcome::AlreadyExists => {
             tracing::info!(
                 event = "job_redone",
                 "result already written by an earlier attempt; counted once"
             );
             ctx.counters.redone.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(e) => {
-            fail(ctx, lease, &JobError::ResultWrite(e)).await;
-            return;
         }
     }
     if let Err(e) = ctx.deps.queue.ack(lease).await {
@@ -738,6 +878,8 @@ async fn retry_or_give_up(ctx: &Ctx, lease: &Lease, reason: &str) {
     }
 }
 
+/// Pauses leasing for a fault of the environment, with a growing backoff: a WARN that
+/// names the cause, and the cause on the service manager's status line.
 fn pause_for_fault(ctx: &Ctx, reason: &str) {
     let pause = ctx
         .fault_backoff
@@ -745,11 +887,17 @@ fn pause_for_fault(ctx: &Ctx, reason: &str) {
         .unwrap()
         .next_delay()
         .max(Duration::from_secs(1));
-    tracing::error!(
-        event = "environment_fault", %reason, pause_ms = pause.as_millis() as u64,
-        "the agent's environment is wrong (access denied, credentials, region): \
-         the job is released, not dead-lettered, and leasing pauses"
+    let cause = crate::error::fault_cause(reason);
+    tracing::warn!(
+        event = "environment_fault", cause, %reason, pause_ms = pause.as_millis() as u64,
+        "the agent's environment is wrong ({cause}): leasing pauses, the job keeps its \
+         lease and is tried again after the pause; nothing is dead-lettered"
     );
+    *ctx.fault_cause.lock().unwrap() = cause;
+    ctx.deps.notifier.status(&format!(
+        "leasing paused ({cause}) for {} s: {reason}",
+        pause.as_secs()
+    ));
     // Faults of several jobs in one round must not shorten a pause already announced.
     let until = Instant::now() + pause;
     let mut paused = ctx.paused_until.lock().unwrap();
@@ -812,5 +960,75 @@ pub fn summary(
         bytes_read: c.bytes_read.load(Ordering::Relaxed),
         throughput: None,
         failure: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::faulty::{FaultyObjectStore, PutFault};
+    use object_store::memory::InMemory;
+    use std::io::ErrorKind;
+
+    /// The error a result write meets when the results store answers with `fault`.
+    async fn write_error(fault: PutFault) -> StoreError {
+        let faulty = Arc::new(FaultyObjectStore::new(Arc::new(InMemory::new())));
+        faulty.push_put(1, fault);
+        let store = Store::from_object_store(faulty, "file:///results/");
+        store
+            .put_create("a.json", bytes::Bytes::from_static(b"{}"))
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn environment_faults_writing_results_pause_and_name_their_cause() {
+        for (fault, cause) in [
+            (PutFault::Io(ErrorKind::StorageFull), "disk full"),
+            (
+                PutFault::Io(ErrorKind::ReadOnlyFilesystem),
+                "read-only file system",
+            ),
+            (
+                PutFault::Io(ErrorKind::PermissionDenied),
+                "permission denied",
+            ),
+            (PutFault::Http(403), "access denied"),
+        ] {
+            let e = write_error(fault.clone()).await;
+            assert_eq!(
+                e.class(),
+                crate::error::ErrorClass::Environment,
+                "{fault:?}: {e}"
+            );
+            match JobError::ResultWrite(e).route() {
+                Route::Pause(reason) => {
+                    assert_eq!(crate::error::fault_cause(&reason), cause, "{reason}")
+                }
+                other => panic!("{fault:?} routed as {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn other_write_failures_are_retried_and_a_name_too_long_is_permanent() {
+        let e = write_error(PutFault::Io(ErrorKind::TimedOut)).await;
+        assert!(matches!(JobError::ResultWrite(e).route(), Route::Retry(_)));
+        let e = write_error(PutFault::Http(503)).await;
+        assert!(matches!(JobError::ResultWrite(e).route(), Route::Retry(_)));
+        let e = write_error(PutFault::Http(400)).await;
+        assert!(matches!(e, StoreError::Permanent(_)), "{e:?}");
+        assert!(matches!(JobError::ResultWrite(e).route(), Route::Retry(_)));
+        let e = write_error(PutFault::Io(ErrorKind::InvalidFilename)).await;
+        assert!(matches!(
+            JobError::ResultWrite(e).route(),
+            Route::DeadLetter(_)
+        ));
+    }
+
+    #[test]
+    fn a_forbidden_read_pauses() {
+        let e = StoreError::Fault("s3://b/k: status code: 403 Forbidden".into());
+        assert!(matches!(JobError::Store(e).route(), Route::Pause(_)));
     }
 }

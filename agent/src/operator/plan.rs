@@ -155,6 +155,7 @@ pub fn make_jobs(
                 processor: opts.processor.name().to_string(),
                 object_size: Some(o.size),
                 etag: o.etag.clone(),
+                plan_id: None,
             });
         }
     }
@@ -185,6 +186,27 @@ pub fn make_jobs(
     Ok((jobs, bad))
 }
 
+/// Refuses a plan with a job whose result key the results store would not take
+/// (docs/formats.md#result-keys), naming the longest: every such job would fail.
+pub fn check_result_keys(jobs: &[Job], results_url: &str) -> Result<(), PlanError> {
+    let limits = job::ResultLimits::for_results(results_url);
+    let bad: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| limits.check(&j.job_id).is_err())
+        .collect();
+    let Some(longest) = bad.iter().max_by_key(|j| j.result_key().len()) else {
+        return Ok(());
+    };
+    let why = limits.check(&longest.job_id).err().unwrap_or_default();
+    Err(PlanError::Input(format!(
+        "{} job(s) would have a result key longer than {results_url} takes; nothing was \
+         enqueued. The longest, for job {:?}: {why}. Use shorter object names or a shorter \
+         results prefix",
+        bad.len(),
+        longest.job_id
+    )))
+}
+
 /// Lists the source, writes the manifest, enqueues every job. `progress(done, total)`
 /// is called as batches go out. Returns the manifest.
 pub async fn plan(
@@ -209,7 +231,12 @@ pub async fn plan(
             source.url()
         )));
     }
-    let (jobs, skipped) = make_jobs(source.url(), &objects, opts)?;
+    let (mut jobs, skipped) = make_jobs(source.url(), &objects, opts)?;
+    check_result_keys(&jobs, results.url())?;
+    let plan_id = crate::contract::manifest::new_plan_id();
+    for j in &mut jobs {
+        j.plan_id = Some(plan_id.clone());
+    }
     if !skipped.is_empty() {
         tracing::warn!(
             event = "objects_skipped",
@@ -220,7 +247,9 @@ pub async fn plan(
     }
     let manifest = Manifest {
         v: crate::contract::manifest::VERSION,
+        plan_id: Some(plan_id),
         source: opts.source.clone(),
+        prefix: Some(source.url().to_string()),
         processor: opts.processor.name().to_string(),
         record_length: opts.record_length,
         records_per_job: opts.records_per_job,
@@ -314,6 +343,52 @@ mod tests {
         assert_eq!(jobs[0].source, "file:///d/color=green/date=1/part-0000.rec");
         assert_eq!(jobs[0].partition["color"], "green");
         assert_eq!(jobs[3].object_size, Some(2000));
+    }
+
+    #[test]
+    fn a_plan_whose_result_keys_are_too_long_is_refused_naming_the_longest() {
+        let dir = "d=".to_string() + &"x".repeat(100);
+        let objects = [
+            obj(&format!("{dir}/{}.rec", "a".repeat(140)), 80 * 3),
+            obj(&format!("{dir}/{}.rec", "b".repeat(150)), 80 * 3),
+            obj("short.rec", 80 * 3),
+        ];
+        let (jobs, _) = make_jobs("file:///d/", &objects, &opts(10)).unwrap();
+        let e = check_result_keys(&jobs, "file:///r/").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(msg.starts_with("2 job(s)"), "{msg}");
+        assert!(msg.contains(&"b".repeat(150)), "names the longest: {msg}");
+        assert!(msg.contains("255-byte file name limit"), "{msg}");
+        assert!(check_result_keys(&jobs, "s3://bucket/results/").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_refused_plan_writes_no_manifest_and_enqueues_nothing() {
+        let source = Store::memory();
+        let long = format!("d=1/{}.rec", "n".repeat(300));
+        source.put(&long, vec![0u8; 160].into()).await.unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "rangefleet-plan-long-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let results = Store::open(&format!("file://{}/", dir.display()))
+            .await
+            .unwrap();
+        let queue = crate::queue::fake::FakeQueue::new();
+        let e = plan(&opts(1), &source, &results, &queue, false, &mut |_, _| {})
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(e.to_string().contains(&"n".repeat(300)), "{e}");
+        assert!(queue.bodies().is_empty(), "nothing enqueued");
+        assert!(matches!(
+            results.head(MANIFEST).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -33,12 +33,21 @@ pub struct Reduced {
     pub done: u64,
     /// Planned jobs without one.
     pub missing: Vec<String>,
-    /// Results for jobs not in the plan.
-    pub unexpected: Vec<String>,
+    /// Results not counted: for jobs not in the plan, or not matching the plan's job.
+    pub unexpected: Vec<Unexpected>,
     /// Second writes refused by the store, from the instance summaries.
     pub redone: u64,
     /// The instance summaries (`_instances/<id>.json`), in key order.
     pub instances: Vec<InstanceSummary>,
+}
+
+/// A result document `reduce` did not count, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unexpected {
+    /// The job id its key decodes to.
+    pub job_id: String,
+    /// `not in the plan`, `stale plan: …`, `record count mismatch: …`, …
+    pub reason: String,
 }
 
 impl Reduced {
@@ -137,6 +146,7 @@ pub async fn reduce(results: &Store) -> Result<Reduced, ReduceError> {
     };
     let kind: ProcessorKind = manifest.processor.parse()?;
     let planned: BTreeSet<&str> = manifest.jobs.iter().map(String::as_str).collect();
+    let check = manifest.result_check();
     let listing = results.list().await?;
     let mut unexpected = Vec::new();
     let mut wanted = Vec::new();
@@ -147,7 +157,10 @@ pub async fn reduce(results: &Store) -> Result<Reduced, ReduceError> {
         if planned.contains(id.as_str()) {
             wanted.push((id, obj.key.as_str()));
         } else {
-            unexpected.push(id);
+            unexpected.push(Unexpected {
+                job_id: id,
+                reason: "not in the plan".into(),
+            });
         }
     }
     // Many small GETs: a few at once, merged in listing order.
@@ -169,6 +182,12 @@ pub async fn reduce(results: &Store) -> Result<Reduced, ReduceError> {
                 ReduceError::NotJson { key, source }
             }
         })?;
+        // Only a result of this plan's job counts: a stale plan's, or one whose job
+        // differs from the planned one (a forged or altered message), is reported.
+        if let Err(reason) = check.check(&id, &doc) {
+            unexpected.push(Unexpected { job_id: id, reason });
+            continue;
+        }
         merged.add(&id, &doc.output)?;
         seen.insert(id);
     }
@@ -282,5 +301,124 @@ pub fn coverage_line(r: &Reduced) -> String {
             if r.missing.len() > 10 { ", …" } else { "" }
         ));
     }
+    if !r.unexpected.is_empty() {
+        let shown: Vec<String> = r
+            .unexpected
+            .iter()
+            .take(10)
+            .map(|u| format!("{} ({})", u.job_id, u.reason))
+            .collect();
+        s.push_str(&format!(
+            "unexpected, not counted: {}{}\n",
+            shown.join(", "),
+            if r.unexpected.len() > 10 { ", …" } else { "" }
+        ));
+    }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::job::Job;
+    use crate::contract::manifest::{Manifest, ManifestObject, VERSION};
+    use crate::contract::result::ResultInstance;
+    use std::time::SystemTime;
+
+    fn job(first: u64, count: u64, plan: &str) -> Job {
+        Job {
+            v: 1,
+            job_id: Job::id_for("a.rec", first, count),
+            source: "memory:///data/a.rec".into(),
+            record_length: 8,
+            first_record: first,
+            record_count: count,
+            partition: Default::default(),
+            processor: "count".into(),
+            object_size: Some(160),
+            etag: None,
+            plan_id: Some(plan.into()),
+        }
+    }
+
+    async fn put(results: &Store, key: &str, job: &Job, records: u64) {
+        let doc = ResultDoc::new(
+            job,
+            json!({"records": records, "bytes": records * 8, "checksum": records}),
+            job.record_count * 8,
+            ResultInstance::default(),
+            1,
+            SystemTime::UNIX_EPOCH,
+            SystemTime::UNIX_EPOCH,
+        );
+        results.put(key, doc.to_bytes().into()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn results_that_do_not_match_the_plans_job_are_not_counted_and_are_named() {
+        let results = Store::memory();
+        let manifest = Manifest {
+            v: VERSION,
+            plan_id: Some("new".into()),
+            source: "memory:///data/".into(),
+            prefix: Some("memory:///data/".into()),
+            processor: "count".into(),
+            record_length: 8,
+            records_per_job: 10,
+            objects: vec![ManifestObject {
+                key: "a.rec".into(),
+                size: 160,
+                etag: None,
+            }],
+            jobs: vec![
+                "a.rec#0+10".into(),
+                "a.rec#10+10".into(),
+                "a.rec#20+10".into(),
+            ],
+        };
+        results
+            .put(MANIFEST, manifest.to_bytes().into())
+            .await
+            .unwrap();
+        let good = job(0, 10, "new");
+        put(&results, &good.result_key(), &good, 10).await;
+        // A forged message: a planned job id, another record count.
+        let mut forged = job(10, 10, "new");
+        forged.record_count = 3;
+        put(&results, &job::result_key("a.rec#10+10"), &forged, 3).await;
+        // A result of the plan before `plan --force`.
+        let stale = job(20, 10, "old");
+        put(&results, &stale.result_key(), &stale, 10).await;
+        // A result of a job the plan does not have at all.
+        let other = job(30, 10, "old");
+        put(&results, &other.result_key(), &other, 10).await;
+
+        let r = reduce(&results).await.unwrap();
+        assert_eq!(r.done, 1);
+        assert!(!r.complete());
+        assert_eq!(r.missing, vec!["a.rec#10+10", "a.rec#20+10"]);
+        assert_eq!(r.merged.total.to_json()["records"], 10, "only the good one");
+        let reasons: Vec<(&str, &str)> = r
+            .unexpected
+            .iter()
+            .map(|u| (u.job_id.as_str(), u.reason.split(':').next().unwrap()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("a.rec#30+10", "not in the plan"),
+                ("a.rec#10+10", "record count mismatch"),
+                ("a.rec#20+10", "stale plan"),
+            ]
+        );
+        let line = coverage_line(&r);
+        assert!(
+            line.contains("a.rec#10+10 (record count mismatch"),
+            "{line}"
+        );
+        assert_eq!(
+            r.to_json()["coverage"]["unexpected"][1]["job_id"],
+            "a.rec#10+10"
+        );
+    }
 }

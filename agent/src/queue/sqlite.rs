@@ -22,9 +22,15 @@ const POLL: Duration = Duration::from_millis(200);
 /// How long a connection waits on another process's write lock before SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The schema's version, in `PRAGMA user_version`. 0: the first schema, whose row ids
+/// were reused once a table emptied and whose dead letters were keyed by the job's id
+/// (a later job with the same id replaced an earlier dead letter). 1: ids are
+/// AUTOINCREMENT (never reused), and each dead letter has its own id.
+const SCHEMA_VERSION: i64 = 1;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- the message id; never reused
     body          TEXT    NOT NULL,
     visible_at    INTEGER NOT NULL,          -- unix ms; leased while in the future
     receive_count INTEGER NOT NULL DEFAULT 0,
@@ -32,13 +38,68 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_visible ON jobs (visible_at, id);
 CREATE TABLE IF NOT EXISTS dead_letters (
-    id            INTEGER PRIMARY KEY,       -- the job's id
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- the dead letter's own; never reused
+    job_id        INTEGER NOT NULL,          -- the job's id in jobs (its message id)
     body          TEXT    NOT NULL,
     reason        TEXT    NOT NULL,
     receive_count INTEGER NOT NULL,
     at            INTEGER NOT NULL           -- unix ms
 );
 ";
+
+/// Version 0 to 1: both tables rebuilt with AUTOINCREMENT ids, every row kept; the
+/// jobs' sequence starts past every id a dead letter names, so no job id is reused.
+const MIGRATE_0_TO_1: &str = "
+CREATE TABLE jobs_v1 (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    body          TEXT    NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    lease_token   TEXT
+);
+INSERT INTO jobs_v1 (id, body, visible_at, receive_count, lease_token)
+    SELECT id, body, visible_at, receive_count, lease_token FROM jobs ORDER BY id;
+DROP TABLE jobs;
+ALTER TABLE jobs_v1 RENAME TO jobs;
+CREATE INDEX IF NOT EXISTS jobs_visible ON jobs (visible_at, id);
+CREATE TABLE dead_letters_v1 (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id        INTEGER NOT NULL,
+    body          TEXT    NOT NULL,
+    reason        TEXT    NOT NULL,
+    receive_count INTEGER NOT NULL,
+    at            INTEGER NOT NULL
+);
+INSERT INTO dead_letters_v1 (job_id, body, reason, receive_count, at)
+    SELECT id, body, reason, receive_count, at FROM dead_letters ORDER BY at, id;
+DROP TABLE dead_letters;
+ALTER TABLE dead_letters_v1 RENAME TO dead_letters;
+DELETE FROM sqlite_sequence WHERE name = 'jobs';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'jobs', MAX(
+    COALESCE((SELECT MAX(id) FROM jobs), 0),
+    COALESCE((SELECT MAX(job_id) FROM dead_letters), 0));
+";
+
+/// Creates the schema, or brings an older one up to [`SCHEMA_VERSION`], in one
+/// write transaction (two processes opening at once migrate once).
+fn ensure_schema(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < SCHEMA_VERSION {
+        let has_jobs: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs')",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_jobs {
+            tx.execute_batch(MIGRATE_0_TO_1)?;
+        } else {
+            tx.execute_batch(SCHEMA)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()
+}
 
 /// A queue in one SQLite file, safe to share between processes.
 #[derive(Debug, Clone)]
@@ -113,8 +174,8 @@ impl SqliteQueue {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| err("set synchronous", e))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| err("create the schema", e))?;
+        let mut conn = conn;
+        ensure_schema(&mut conn).map_err(|e| err("create the schema", e))?;
         Ok(SqliteQueue {
             path,
             conn: Arc::new(Mutex::new(conn)),
@@ -130,8 +191,8 @@ impl SqliteQueue {
     pub fn dead_letters(&self) -> Result<Vec<(String, String, u32)>, QueueError> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let read = || -> rusqlite::Result<Vec<(String, String, u32)>> {
-            let mut st = conn
-                .prepare("SELECT body, reason, receive_count FROM dead_letters ORDER BY at, id")?;
+            let mut st =
+                conn.prepare("SELECT body, reason, receive_count FROM dead_letters ORDER BY id")?;
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect()
         };
@@ -443,7 +504,7 @@ impl Queue for SqliteQueue {
                 return Err(lost(&lease));
             };
             tx.execute(
-                "INSERT OR REPLACE INTO dead_letters (id, body, reason, receive_count, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO dead_letters (job_id, body, reason, receive_count, at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, body, reason, count, now_ms()],
             )?;
             tx.execute("DELETE FROM jobs WHERE id = ?1", params![id])?;
@@ -551,6 +612,82 @@ mod tests {
         // Reopening finds the same state: the schema is created only if absent.
         let q2 = SqliteQueue::open(&path).unwrap();
         assert_eq!(q2.stats().await.unwrap().dead, 1);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    async fn lease_one(q: &SqliteQueue) -> Lease {
+        q.lease(1, Duration::from_secs(60), Duration::ZERO)
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
+    #[tokio::test]
+    async fn dead_letters_of_two_plans_are_both_kept() {
+        let path = temp_db("two-plans");
+        let q = SqliteQueue::open(&path).unwrap();
+        // Plan 1: one job, dead-lettered; the jobs table is empty again.
+        q.enqueue(&["plan-1".to_string()]).await.unwrap();
+        let first = lease_one(&q).await;
+        q.dead_letter(&first, "first reason").await.unwrap();
+        // Plan 2 into the same queue: its job must not take the first one's id.
+        q.enqueue(&["plan-2".to_string()]).await.unwrap();
+        let second = lease_one(&q).await;
+        assert_ne!(
+            first.message_id, second.message_id,
+            "a message id was reused"
+        );
+        q.dead_letter(&second, "second reason").await.unwrap();
+        assert_eq!(
+            q.dead_letters().unwrap(),
+            vec![
+                ("plan-1".into(), "first reason".into(), 1),
+                ("plan-2".into(), "second reason".into(), 1)
+            ]
+        );
+        assert_eq!(q.stats().await.unwrap().dead, 2);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_version_0_database_is_migrated_with_every_row_and_no_id_reused() {
+        let path = temp_db("migrate");
+        {
+            // The first schema, exactly as earlier agents created it.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE jobs (id INTEGER PRIMARY KEY, body TEXT NOT NULL,
+                    visible_at INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0,
+                    lease_token TEXT);
+                 CREATE INDEX jobs_visible ON jobs (visible_at, id);
+                 CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, body TEXT NOT NULL,
+                    reason TEXT NOT NULL, receive_count INTEGER NOT NULL, at INTEGER NOT NULL);
+                 INSERT INTO dead_letters VALUES (7, 'old dead', 'old reason', 5, 1000);
+                 INSERT INTO jobs VALUES (3, 'waiting', 0, 0, NULL);",
+            )
+            .unwrap();
+        }
+        let q = SqliteQueue::open(&path).unwrap();
+        assert_eq!(
+            q.dead_letters().unwrap(),
+            vec![("old dead".into(), "old reason".into(), 5)]
+        );
+        let waiting = lease_one(&q).await;
+        assert_eq!(
+            (waiting.message_id.as_str(), waiting.body.as_str()),
+            ("3", "waiting")
+        );
+        q.ack(&waiting).await.unwrap();
+        // New jobs start past every id a dead letter names.
+        q.enqueue(&["new".to_string()]).await.unwrap();
+        let new = lease_one(&q).await;
+        assert!(new.message_id.parse::<i64>().unwrap() > 7, "{new:?}");
+        q.dead_letter(&new, "new reason").await.unwrap();
+        assert_eq!(q.dead_letters().unwrap().len(), 2);
+        // Opening again leaves a migrated database as it is.
+        drop(q);
+        let again = SqliteQueue::open(&path).unwrap();
+        assert_eq!(again.dead_letters().unwrap().len(), 2);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 

@@ -39,12 +39,26 @@ pub enum GetFault {
     },
 }
 
-/// Wraps a store; the next gets fail as queued with [`FaultyObjectStore::push`].
+/// What the next `put` does: fails as the file system (`LocalFileSystem`) reports an
+/// I/O error of this kind (`StorageFull` for ENOSPC, `ReadOnlyFilesystem`,
+/// `PermissionDenied`, …), or as S3 answers an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutFault {
+    /// An I/O error of this kind, wrapped as `object_store`'s `LocalFileSystem` wraps it.
+    Io(std::io::ErrorKind),
+    /// An HTTP answer with this status code, as `object_store`'s S3 client words it.
+    Http(u16),
+}
+
+/// Wraps a store; the next gets fail as queued with [`FaultyObjectStore::push`], the
+/// next puts as queued with [`FaultyObjectStore::push_put`].
 #[derive(Debug)]
 pub struct FaultyObjectStore {
     inner: Arc<dyn ObjectStore>,
     faults: Mutex<VecDeque<GetFault>>,
+    put_faults: Mutex<VecDeque<PutFault>>,
     gets: AtomicU64,
+    puts: AtomicU64,
 }
 
 impl FaultyObjectStore {
@@ -53,8 +67,21 @@ impl FaultyObjectStore {
         FaultyObjectStore {
             inner,
             faults: Mutex::new(VecDeque::new()),
+            put_faults: Mutex::new(VecDeque::new()),
             gets: AtomicU64::new(0),
+            puts: AtomicU64::new(0),
         }
+    }
+
+    /// The next `n` puts (after those already queued) meet `fault`.
+    pub fn push_put(&self, n: usize, fault: PutFault) {
+        let mut f = self.put_faults.lock().expect("faults lock");
+        f.extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// How many puts were asked for.
+    pub fn puts(&self) -> u64 {
+        self.puts.load(Ordering::Relaxed)
     }
 
     /// The next `n` gets (after those already queued) meet `fault`.
@@ -87,7 +114,24 @@ impl ObjectStore for FaultyObjectStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        let fault = self.put_faults.lock().expect("faults lock").pop_front();
+        match fault {
+            None => self.inner.put_opts(location, payload, opts).await,
+            Some(PutFault::Io(kind)) => Err(object_store::Error::Generic {
+                store: STORE,
+                source: Box::new(std::io::Error::new(
+                    kind,
+                    format!("injected: writing {location}"),
+                )),
+            }),
+            Some(PutFault::Http(status)) => Err(object_store::Error::Generic {
+                store: STORE,
+                source: injected(&format!(
+                    "Error performing PUT {location}: Server returned non-2xx status code: {status}"
+                )),
+            }),
+        }
     }
 
     async fn put_multipart_opts(

@@ -36,7 +36,7 @@ use url::Url;
 
 pub use aws::S3Settings;
 #[cfg(any(test, feature = "test-util"))]
-pub use faulty::{FaultyObjectStore, GetFault};
+pub use faulty::{FaultyObjectStore, GetFault, PutFault};
 
 use crate::contract::range::RecordRange;
 use crate::error::ErrorClass;
@@ -299,6 +299,9 @@ impl Store {
             Err(e) => return Err(self.read_error(e, &what, range, &bytes, &path).await),
         };
         check_size(&what, range, &bytes, res.meta.size)?;
+        if let Some(e) = expect {
+            check_planned_size(&what, e, res.meta.size)?;
+        }
         if res.range != bytes {
             return Err(StoreError::Retryable(format!(
                 "{what}: {range}: the store answered bytes {}..{}",
@@ -326,7 +329,7 @@ impl Store {
                     .map_err(|e| StoreError::Retryable(format!("{what}: read task: {e}")))?;
                     buf = back;
                     read.map_err(|e| {
-                        StoreError::Retryable(format!("{what}: {range}: read at {offset}: {e}"))
+                        file_read_error(&format!("{what}: {range}: read at {offset}"), &e)
                     })?;
                     if buf.is_empty() {
                         break; // the file shrank under us; reported below
@@ -467,6 +470,18 @@ fn check_size(
     Ok(())
 }
 
+/// Checks the size the store reports for the object (a HEAD's, or a ranged GET's
+/// `Content-Range` total) against the size the plan recorded: with no ETag planned,
+/// this is what tells a rewritten object from the planned one.
+pub(crate) fn check_planned_size(what: &str, expect: &Expect, size: u64) -> Result<(), StoreError> {
+    match expect.size {
+        Some(planned) if planned != size => Err(StoreError::Permanent(format!(
+            "{what}: object changed since the plan: {planned} bytes planned, {size} now"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// `key` of `location` relative to `base`, `/`-separated (None when not under it).
 fn relative_key(location: &Path, base: &Path) -> Option<String> {
     let parts = location.prefix_match(base)?;
@@ -535,6 +550,11 @@ const FAULT_TEXT: [&str; 12] = [
 fn classify(e: &object_store::Error, what: &str) -> StoreError {
     use object_store::Error as E;
     let msg = format!("{what}: {}", crate::error::full_message(e));
+    // The file system's own answer (ENOSPC, EROFS, EACCES, ENAMETOOLONG) says more than
+    // the variant that wraps it (`Generic` from `LocalFileSystem`).
+    if let Some(err) = io_error(what, &crate::error::full_message(e), e) {
+        return err;
+    }
     match e {
         E::NotFound { .. } => StoreError::NotFound(msg),
         E::Precondition { .. } | E::NotModified { .. } => StoreError::Permanent(format!(
@@ -553,6 +573,24 @@ fn classify(e: &object_store::Error, what: &str) -> StoreError {
         // variants added later: only their text says more.
         _ => classify_text(msg, e),
     }
+}
+
+/// The error for an I/O failure whose kind [`crate::error::io_class`] knows, its cause
+/// first in the message (`<what>: disk full: …`); `None` for any other.
+fn io_error(what: &str, detail: &str, e: &(dyn std::error::Error + 'static)) -> Option<StoreError> {
+    let (class, cause) = crate::error::io_class_of(e)?;
+    let msg = format!("{what}: {cause}: {detail}");
+    Some(match class {
+        ErrorClass::Environment => StoreError::Fault(msg),
+        ErrorClass::Retryable => StoreError::Retryable(msg),
+        ErrorClass::Job | ErrorClass::Usage => StoreError::Permanent(msg),
+    })
+}
+
+/// A failed read of a local file: by its kind when [`crate::error::io_class`] knows it,
+/// retryable otherwise.
+pub(crate) fn file_read_error(what: &str, e: &std::io::Error) -> StoreError {
+    io_error(what, &e.to_string(), e).unwrap_or(StoreError::Retryable(format!("{what}: {e}")))
 }
 
 /// The text rules, for errors whose variant says nothing more.

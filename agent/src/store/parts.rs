@@ -287,14 +287,7 @@ impl Store {
             .byte_range()
             .map_err(|e| PartFailure::before_any(StoreError::Permanent(format!("{what}: {e}"))))?;
         check_size(&what, range, &job_bytes, res.meta.size).map_err(PartFailure::before_any)?;
-        if let Some(size) = expect.size {
-            if size != res.meta.size {
-                return Err(PartFailure::before_any(StoreError::Permanent(format!(
-                    "{what}: object changed since the plan: {size} bytes planned, {} now",
-                    res.meta.size
-                ))));
-            }
-        }
+        super::check_planned_size(&what, expect, res.meta.size).map_err(PartFailure::before_any)?;
         if res.range != bytes {
             return Err(PartFailure::before_any(StoreError::Retryable(format!(
                 "{what}: {range}: asked for bytes {}..{}, the store answered {}..{}",
@@ -343,9 +336,10 @@ impl Store {
                     buf = back;
                     if let Err(e) = read {
                         return Err(failed(
-                            StoreError::Retryable(format!(
-                                "{what}: {range}: read at {offset}: {e}"
-                            )),
+                            super::file_read_error(
+                                &format!("{what}: {range}: read at {offset}"),
+                                &e,
+                            ),
                             got,
                             &carry,
                         ));

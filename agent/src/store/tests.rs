@@ -142,6 +142,30 @@ async fn range_past_the_end_and_partial_objects_are_permanent() {
 }
 
 #[tokio::test]
+async fn a_changed_size_without_a_planned_etag_is_permanent() {
+    let store = Store::memory();
+    store.put("a.rec", data(10).into()).await.unwrap();
+    // The plan saw 11 records and no ETag; the object has 10. Records 0..5 lie inside
+    // both, so only the size tells.
+    let e = store
+        .read_records(
+            "a.rec",
+            &whole(5),
+            Some(&Expect {
+                size: Some(11 * L),
+                etag: None,
+            }),
+            &mut |_: &[u8]| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Permanent(m) if m.contains("changed since the plan: 880 bytes planned, 800 now")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_changed_object_is_permanent() {
     let store = Store::memory();
     store.put("a.rec", data(10).into()).await.unwrap();
