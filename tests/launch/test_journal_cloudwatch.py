@@ -1,4 +1,4 @@
-"""cloud-init/journal-cloudwatch.py against moto's CloudWatch Logs and real journal files.
+"""agent/systemd/journal-cloudwatch.py against moto's CloudWatch Logs and real journal files.
 
 Run with the venv scripts/setup-python makes (moto[server], botocore):
 
@@ -23,7 +23,7 @@ import unittest
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "cloud-init" / "journal-cloudwatch.py"
+SCRIPT = REPO / "agent" / "systemd" / "journal-cloudwatch.py"
 SAMPLE = REPO / "examples" / "journal-cloudwatch.ini"
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 BOOT = "0123456789abcdef0123456789abcdef"

@@ -272,6 +272,7 @@ async fn every_readme_tour_row_runs_as_written() {
         "run a batch on one machine",
         "watch a fleet",
         "launch a fleet",
+        "keep the agents' journals",
         "write an agent config",
         "read what the agent writes",
         "know how fast it is",
@@ -378,6 +379,12 @@ async fn every_readme_tour_row_runs_as_written() {
             "launch a fleet" => {
                 assert_eq!(row.spans, ["terraform/"]);
                 assert!(repo_has("terraform/main.tf"));
+            }
+            "keep the agents' journals" => {
+                assert_eq!(row.spans, ["journal_log_group", "terraform/"]);
+                let vars = std::fs::read_to_string(Path::new(REPO).join("terraform/variables.tf"))
+                    .unwrap();
+                assert!(vars.contains("variable \"journal_log_group\""));
             }
             "write an agent config" => {
                 // The samples the rows above ran with.

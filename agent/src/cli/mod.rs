@@ -8,6 +8,7 @@ pub mod gen;
 pub mod health;
 pub mod identity;
 pub mod imds_mock;
+pub mod journal_shipper;
 pub mod plan;
 pub mod reduce;
 pub mod scan;
@@ -174,6 +175,18 @@ enum Command {
         after_help = "Exit codes: 0 coverage complete and the totals exact; 1 anything else."
     )]
     Demo(demo::Args),
+    /// The journal-to-CloudWatch Logs shipper this binary carries: install it, print it.
+    ///
+    /// A Python script (python3 and botocore) and its unit; the Terraform module's
+    /// journal_log_group installs and starts it (docs/operations.md).
+    #[command(
+        name = "journal-shipper",
+        after_help = "Exit codes: 0 written or printed; 1 a file could not be written; 2 bad usage."
+    )]
+    JournalShipper {
+        #[command(subcommand)]
+        command: journal_shipper::Command,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// Generated from this command line's definitions, so it always matches `--help`.
@@ -238,6 +251,7 @@ async fn run(command: Command) -> i32 {
         Command::Status(args) => status::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Health { command } => health::run(command).await,
+        Command::JournalShipper { command } => journal_shipper::run(command),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
     }
