@@ -111,7 +111,9 @@ mod tests {
                 bash.contains(name.as_str()),
                 "{name} not in the bash script"
             );
-            assert!(man.contains(name.as_str()), "{name} not in the man page");
+            // roff writes a hyphen as \-.
+            let roff = format!("rangefleet\\-{}", name.replace('-', "\\-"));
+            assert!(man.contains(&roff), "{roff} not in the man page");
         }
     }
 }
