@@ -222,7 +222,10 @@ class ShipTest(unittest.TestCase):
             f"{JOURNAL_REMOTE} missing: apt-get install systemd-journal-remote",
         )
         self.root = tempfile.mkdtemp(prefix="rangefleet-jcw-")
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
         self.moto = Moto(self.root)
+        # Cleanups run even when setUp fails after this point (tearDown would not).
+        self.addCleanup(self.moto.stop)
         self.moto.client.create_log_group(logGroupName=GROUP)
         self.journal = Journal(self.root)
         self.cursor = Path(self.root) / "state" / "cursor"
@@ -248,8 +251,6 @@ class ShipTest(unittest.TestCase):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        self.moto.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
 
     def start(self):
         log = open(Path(self.root) / f"shipper-{len(self.procs)}.log", "wb")
