@@ -54,6 +54,17 @@ moved {
 }
 
 data "aws_iam_policy_document" "agent" {
+  # The journal shipper's two calls (journal_log_group), on the fleet's own log
+  # group and its streams only.
+  dynamic "statement" {
+    for_each = var.journal_log_group.name == null ? [] : [local.journal_log_group_arn]
+    content {
+      sid       = "ShipJournal"
+      actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+      resources = [statement.value, "${statement.value}:log-stream:*"]
+    }
+  }
+
   # Ranged GETs of job sources, only under the allow-listed prefixes.
   statement {
     sid       = "ReadInputs"

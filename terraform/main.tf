@@ -97,4 +97,9 @@ module "userdata" {
   publish_tags  = var.publish_tags
   agent_url     = var.agent_url
   agent_sha256  = var.agent_sha256
+
+  journal_cloudwatch = {
+    log_group = local.journal_log_group_name
+    region    = local.region
+  }
 }

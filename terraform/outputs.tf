@@ -101,3 +101,8 @@ output "launch_tags" {
   description = "Tags set at launch on instances, volumes and network interfaces."
   value       = local.launch_tags
 }
+
+output "journal_log_group_name" {
+  description = "The CloudWatch Logs group the instances ship their agent journal to (one stream per instance id); null when journal_log_group has no name."
+  value       = var.journal_log_group.name == null ? null : aws_cloudwatch_log_group.journal[0].name
+}

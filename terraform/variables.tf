@@ -557,3 +557,28 @@ variable "unhealthy_alarm_minutes" {
     error_message = "unhealthy_alarm_minutes must be a whole number from 3 to 120."
   }
 }
+
+variable "journal_log_group" {
+  description = "Ship each instance's agent journal to CloudWatch Logs (one stream per instance id): with a name, the module makes that log group (retention_in_days; optional kms_key_arn), lets the instances CreateLogStream and PutLogEvents on that group only, and starts rangefleet-journal-cloudwatch.service on them. Without a name (the default) nothing is shipped."
+  type = object({
+    name              = optional(string)
+    retention_in_days = optional(number, 30)
+    kms_key_arn       = optional(string)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.journal_log_group.name == null ? true : can(regex("^[A-Za-z0-9_/.#-]{1,512}$", var.journal_log_group.name))
+    error_message = "journal_log_group.name must be null or 1 to 512 of A-Z a-z 0-9 _ - / . #."
+  }
+  validation {
+    # The values CloudWatch Logs accepts.
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], coalesce(var.journal_log_group.retention_in_days, 30))
+    error_message = "journal_log_group.retention_in_days must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653."
+  }
+  validation {
+    condition     = var.journal_log_group.kms_key_arn == null ? true : can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.journal_log_group.kms_key_arn))
+    error_message = "journal_log_group.kms_key_arn must be null or a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)."
+  }
+}

@@ -248,6 +248,26 @@ class RootModule(unittest.TestCase):
         for res in as_list(st["resources"]):
             self.assertIn(":instance/", res)
 
+    def test_journal_shipping_only_on_the_own_log_group(self):
+        found = []
+        for t, n, body in blocks(self.tf, "data"):
+            if t != "aws_iam_policy_document":
+                continue
+            for st, for_each in statements(body):
+                actions = as_list(st.get("actions", []))
+                if any(a.lower().startswith("logs:") for a in actions):
+                    found.append((st, for_each))
+        self.assertEqual(len(found), 1, "exactly one CloudWatch Logs statement expected")
+        st, for_each = found[0]
+        self.assertEqual(sorted(as_list(st["actions"])), ["logs:CreateLogStream", "logs:PutLogEvents"])
+        # Present only with journal_log_group.
+        self.assertEqual(for_each, "${var.journal_log_group.name == null ? [] : [local.journal_log_group_arn]}")
+        self.assertEqual(as_list(st["resources"]), ["${statement.value}", "${statement.value}:log-stream:*"])
+        groups = [b for t, n, b in blocks(self.tf, "resource") if t == "aws_cloudwatch_log_group"]
+        self.assertEqual(len(groups), 1)
+        self.assertEqual(groups[0]["name"], "${local.journal_log_group_name}")
+        self.assertEqual(groups[0]["count"], "${var.journal_log_group.name == null ? 0 : 1}")
+
     def test_ssm_is_optional(self):
         att = resource(self.tf, "aws_iam_role_policy_attachment", "ssm")
         self.assertEqual(att["count"], "${var.create_iam_instance_profile && var.enable_ssm ? 1 : 0}")
@@ -459,6 +479,13 @@ class VariableValidations(unittest.TestCase):
         self.assert_rejected("inputs", inputs=["https://example.com/data/"])
         self.assert_rejected("results", results="file:///srv/results/")
         self.assert_rejected("subnet_ids", subnet_ids=[])
+
+    def test_journal_log_group(self):
+        self.assert_accepted(journal_log_group={})
+        self.assert_accepted(journal_log_group={"name": "/rangefleet/trips", "retention_in_days": 7})
+        self.assert_rejected("journal_log_group", journal_log_group={"name": "/rangefleet/trips", "retention_in_days": 10})
+        self.assert_rejected("journal_log_group", journal_log_group={"name": "trips logs"})
+        self.assert_rejected("journal_log_group", journal_log_group={"kms_key_arn": "alias/logs"})
 
     def test_lifecycle_hook_floor(self):
         self.assert_rejected("termination_hook_heartbeat_seconds", termination_hook_heartbeat_seconds=60)

@@ -170,3 +170,115 @@ fn status_without_the_plan_or_the_queue_fails_with_the_documented_codes() {
         serde_json::json!({"queue": {"url": q, "visible": 0, "in_flight": 0, "dead": 0}})
     );
 }
+
+/// `status --fleet trips` lists the instances the Terraform module tagged
+/// `rangefleet:fleet=trips`: not another fleet's, not ones tagged `fleet=trips` by hand,
+/// not terminated ones; a stopped one is still the fleet's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_fleet_counts_the_module_tag_and_skips_terminated_instances() {
+    let moto = Moto::start().unwrap();
+    let sdk = moto.sdk_config().await;
+    let dir = TempDir::new("status-fleet");
+    let q = format!("sqlite://{}/q.db", dir.0.display());
+
+    let trips = ec2::run_instances(&sdk, 5, &[("rangefleet:fleet", "trips")]).await;
+    let other = ec2::run_instances(&sdk, 2, &[("rangefleet:fleet", "other")]).await;
+    let by_hand = ec2::run_instances(&sdk, 1, &[("fleet", "trips")]).await;
+    let client = aws_sdk_ec2::Client::new(&sdk);
+    // Two of ours and one of the other fleet's gone; one of ours stopped.
+    client
+        .terminate_instances()
+        .set_instance_ids(Some(vec![
+            trips[0].clone(),
+            trips[1].clone(),
+            other[0].clone(),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    client
+        .stop_instances()
+        .instance_ids(&trips[2])
+        .send()
+        .await
+        .unwrap();
+    let states = client.describe_instances().send().await.unwrap();
+    let terminated = states
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("terminated"))
+        .count();
+    assert_eq!(
+        terminated, 3,
+        "moto still lists terminated instances: {states:?}"
+    );
+
+    let (code, stdout, err) = run_cli(
+        &moto,
+        &["status", "--queue", &q, "--fleet", "trips", "--json"],
+    );
+    assert_eq!(code, 0, "status failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["fleet_tags"],
+        serde_json::json!({"rangefleet:fleet": "trips"}),
+        "{v:#}"
+    );
+    let rows = v["instances"].as_array().unwrap();
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap())
+        .collect();
+    let mut want: Vec<&str> = trips[2..].iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(
+        ids, want,
+        "not {other:?}, {by_hand:?} or the terminated ones"
+    );
+    let states: Vec<&str> = rows.iter().map(|i| i["state"].as_str().unwrap()).collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "running").count(),
+        2,
+        "{v:#}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| **s == "stopped").count(),
+        1,
+        "{v:#}"
+    );
+
+    let (code, text, err) = run_cli(&moto, &["status", "--queue", &q, "--fleet", "trips"]);
+    assert_eq!(code, 0, "status failed: {err}");
+    assert!(
+        text.contains("fleet (rangefleet:fleet=trips): 3 instances"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&trips[0]),
+        "a terminated instance listed: {text}"
+    );
+
+    // The other fleet: one left; --fleet-tag narrows --fleet further.
+    let (_, text, _) = run_cli(&moto, &["status", "--queue", &q, "--fleet", "other"]);
+    assert!(
+        text.contains("fleet (rangefleet:fleet=other): 1 instances"),
+        "{text}"
+    );
+    let (_, text, _) = run_cli(
+        &moto,
+        &[
+            "status",
+            "--queue",
+            &q,
+            "--fleet",
+            "trips",
+            "--fleet-tag",
+            "team=data",
+        ],
+    );
+    assert!(
+        text.contains("fleet (rangefleet:fleet=trips, team=data): 0 instances"),
+        "{text}"
+    );
+}

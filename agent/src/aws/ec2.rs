@@ -21,6 +21,11 @@ pub const DEFAULT_PAGE_SIZE: i32 = 1000;
 /// Overrides [`DEFAULT_PAGE_SIZE`] (tests of the paging).
 pub const PAGE_SIZE_ENV: &str = "RANGEFLEET_EC2_PAGE_SIZE";
 
+/// The instance states `describe_instances` keeps: an instance that is terminated or
+/// shutting down is no longer part of the fleet (EC2 lists terminated ones for about an
+/// hour after).
+pub const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
 /// One instance, as DescribeInstances reports it (the fields `status` shows).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Instance {
@@ -99,13 +104,23 @@ impl Ec2 {
             .map_err(|e| AwsError::from_sdk("EC2", "CreateTags", e))
     }
 
-    /// The instances carrying every tag of `tags` (key, value), every page, sorted by
-    /// id. Each page is one operation, retried by the SDK.
+    /// The instances carrying every tag of `tags` (key, value) and in one of
+    /// [`LIVE_STATES`] (terminated and shutting-down ones are left out), every page,
+    /// sorted by id. Each page is one operation, retried by the SDK.
     pub async fn describe_instances(
         &self,
         tags: &[(String, String)],
     ) -> Result<Vec<Instance>, AwsError> {
-        let mut call = self.client.describe_instances().max_results(self.page_size);
+        let mut call = self
+            .client
+            .describe_instances()
+            .max_results(self.page_size)
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
+                    .build(),
+            );
         for (k, v) in tags {
             call = call.filters(Filter::builder().name(format!("tag:{k}")).values(v).build());
         }

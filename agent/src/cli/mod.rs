@@ -3,10 +3,12 @@
 
 pub mod agent;
 pub mod demo;
+pub mod docs;
 pub mod gen;
 pub mod health;
 pub mod identity;
 pub mod imds_mock;
+pub mod journal_shipper;
 pub mod plan;
 pub mod reduce;
 pub mod scan;
@@ -151,8 +153,10 @@ enum Command {
     Reduce(reduce::Args),
     /// How a run is going: queue counts, the fleet's instances by tag, the plan's progress.
     ///
-    /// Visible, in-flight and dead-lettered messages of --queue; with --fleet-tag K=V,
-    /// the instances carrying that tag (EC2 DescribeInstances); with --results, planned
+    /// Visible, in-flight and dead-lettered messages of --queue; with --fleet NAME, the
+    /// fleet's instances (tagged rangefleet:fleet=NAME by the Terraform module; EC2
+    /// DescribeInstances, terminated ones left out; --fleet-tag K=V for any other tag);
+    /// with --results, planned
     /// jobs against results written (a progress bar on a terminal) and the instances
     /// whose agent gave up, with the reason from their summaries. --json for machines.
     #[command(
@@ -171,6 +175,34 @@ enum Command {
         after_help = "Exit codes: 0 coverage complete and the totals exact; 1 anything else."
     )]
     Demo(demo::Args),
+    /// The journal-to-CloudWatch Logs shipper this binary carries: install it, print it.
+    ///
+    /// A Python script (python3 and botocore) and its unit; the Terraform module's
+    /// journal_log_group installs and starts it (docs/operations.md).
+    #[command(
+        name = "journal-shipper",
+        after_help = "Exit codes: 0 written or printed; 1 a file could not be written; 2 bad usage."
+    )]
+    JournalShipper {
+        #[command(subcommand)]
+        command: journal_shipper::Command,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Generated from this command line's definitions, so it always matches `--help`.
+    /// bash: `rangefleet completions bash > /etc/bash_completion.d/rangefleet`, or
+    /// `source <(rangefleet completions bash)` in ~/.bashrc; zsh: write `_rangefleet`
+    /// into a folder of $fpath; fish: `~/.config/fish/completions/rangefleet.fish`.
+    #[command(after_help = "Exit codes: 0 printed; 1 stdout could not be written; 2 bad usage.")]
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand into --dir.
+    ///
+    /// `rangefleet man | man -l -` reads it now; `rangefleet man --dir
+    /// /usr/local/share/man/man1` installs rangefleet.1 and rangefleet-<subcommand>.1.
+    #[command(
+        after_help = "Exit codes: 0 printed or written; 1 stdout or --dir could not be written; 2 bad usage."
+    )]
+    Man(docs::ManArgs),
 }
 
 /// Settings needed before the config can be read (so they cannot be in it).
@@ -219,6 +251,9 @@ async fn run(command: Command) -> i32 {
         Command::Status(args) => status::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Health { command } => health::run(command).await,
+        Command::JournalShipper { command } => journal_shipper::run(command),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     }
 }
 

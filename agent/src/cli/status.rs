@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::exit;
-use crate::operator::status::{FailedInstance, InstanceRow, Progress};
+use crate::operator::status::{FailedInstance, InstanceRow, Progress, FLEET_TAG};
 use crate::queue::QueueStats;
 
 /// `rangefleet status`.
@@ -18,12 +18,28 @@ pub struct Args {
     /// from their summaries.
     #[arg(long, value_parser = super::location)]
     pub results: Option<String>,
-    /// List the fleet's instances carrying this tag, K=V (repeatable: all must match).
+    /// List the instances of the fleet NAME: those the Terraform module tagged
+    /// `rangefleet:fleet=NAME` (terminated and shutting-down ones left out).
+    #[arg(long, value_name = "NAME")]
+    pub fleet: Option<String>,
+    /// List the instances carrying this tag, K=V (repeatable: all must match; with
+    /// --fleet, as well as its tag).
     #[arg(long = "fleet-tag", value_parser = parse_tag)]
     pub fleet_tags: Vec<(String, String)>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+impl Args {
+    /// The tags an instance must carry: `--fleet`'s, then each `--fleet-tag`.
+    pub fn tags(&self) -> Vec<(String, String)> {
+        let fleet = self
+            .fleet
+            .iter()
+            .map(|n| (FLEET_TAG.to_string(), n.clone()));
+        fleet.chain(self.fleet_tags.iter().cloned()).collect()
+    }
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -53,10 +69,11 @@ pub async fn run(args: Args) -> i32 {
             return exit::FAILURE;
         }
     };
-    let instances = if args.fleet_tags.is_empty() {
+    let tags = args.tags();
+    let instances = if tags.is_empty() {
         None
     } else {
-        match crate::operator::status::fleet_instances(&args.fleet_tags).await {
+        match crate::operator::status::fleet_instances(&tags).await {
             Ok(rows) => Some(rows),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -108,8 +125,8 @@ pub async fn run(args: Args) -> i32 {
     exit::OK
 }
 
-/// The `--json` document: `queue` always, `instances` with `--fleet-tag`, `plan` with
-/// `--results`.
+/// The `--json` document: `queue` always, `fleet_tags` and `instances` with `--fleet`
+/// or `--fleet-tag`, `plan` with `--results`.
 pub fn to_json(
     args: &Args,
     stats: &QueueStats,
@@ -126,7 +143,7 @@ pub fn to_json(
     });
     if let Some(rows) = instances {
         doc["fleet_tags"] = args
-            .fleet_tags
+            .tags()
             .iter()
             .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
             .collect::<serde_json::Map<_, _>>()
@@ -152,7 +169,7 @@ fn text(args: &Args, stats: &QueueStats, instances: Option<&[InstanceRow]>) -> S
     );
     if let Some(rows) = instances {
         let filter: Vec<String> = args
-            .fleet_tags
+            .tags()
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
@@ -229,5 +246,31 @@ mod tests {
         );
         assert!(parse_tag("nokey").is_err());
         assert!(parse_tag("=v").is_err());
+    }
+
+    #[test]
+    fn fleet_is_the_module_tag_and_comes_before_the_other_tags() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: Args,
+        }
+        let cmd = Cmd::parse_from([
+            "status",
+            "--queue",
+            "q",
+            "--fleet-tag",
+            "team=data",
+            "--fleet",
+            "trips",
+        ]);
+        assert_eq!(
+            cmd.args.tags(),
+            [
+                ("rangefleet:fleet".to_string(), "trips".to_string()),
+                ("team".to_string(), "data".to_string())
+            ]
+        );
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Three independent views, each asked only when `cli::status` has its flag: the queue's counts
 //! (`Queue::stats`, SQS or SQLite), the fleet's instances by tag (EC2
-//! DescribeInstances, one `tag:K` filter per `--fleet-tag`, every page), and the plan's
-//! progress (`_plan.json` against the result documents written). Read-only: it changes
+//! DescribeInstances, one `tag:K` filter per `--fleet-tag` and `--fleet`, live states
+//! only, every page), and the plan's progress (`_plan.json` against the result documents written). Read-only: it changes
 //! nothing anywhere.
 
 use std::collections::BTreeSet;
@@ -18,6 +18,10 @@ use crate::contract::manifest::MANIFEST;
 use crate::error::ErrorClass;
 use crate::operator::plan::ManifestError;
 use crate::store::{Store, StoreError};
+
+/// The tag the Terraform module puts on every instance of a fleet, with the fleet's
+/// name as its value (`terraform/main.tf`); `status --fleet NAME` filters on it.
+pub const FLEET_TAG: &str = "rangefleet:fleet";
 
 /// One instance of the fleet, as DescribeInstances reports it.
 pub use crate::aws::ec2::Instance as InstanceRow;
@@ -71,7 +75,8 @@ impl StatusError {
     }
 }
 
-/// Lists the instances carrying every tag of `tags`, all pages, sorted by id
+/// Lists the instances carrying every tag of `tags`, not terminated or shutting down
+/// ([`crate::aws::ec2::LIVE_STATES`]), all pages, sorted by id
 /// (aws-sdk-ec2, standard retries: 3 attempts per page).
 pub async fn fleet_instances(tags: &[(String, String)]) -> Result<Vec<InstanceRow>, StatusError> {
     let retry = crate::aws::standard_retry(

@@ -67,6 +67,9 @@ module "fleet" {
   unhealthy_alarm_percent = 20
   unhealthy_alarm_minutes = 15
 
+  # Each instance's agent journal in CloudWatch Logs, a stream per instance.
+  journal_log_group = { name = "/rangefleet/trips", retention_in_days = 14 }
+
   termination_hook_heartbeat_seconds  = 300
   enable_ssm                          = true
   s3_gateway_endpoint_route_table_ids = ["rtb-0123456789abcdef0"]

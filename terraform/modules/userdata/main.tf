@@ -44,6 +44,17 @@ locals {
     "--catalog-src", "/usr/local/share/rangefleet/rangefleet.catalog",
   ]
 
+  # The shipper's config (agent/systemd/journal-cloudwatch.py reads it); the script
+  # and its unit come out of the binary (`rangefleet journal-shipper install`).
+  journal_config = var.journal_cloudwatch.log_group == null ? null : join("\n", [
+    "[cloudwatch]",
+    "log_group = ${var.journal_cloudwatch.log_group}",
+    "log_stream = {instance_id}",
+    "region = ${var.journal_cloudwatch.region}",
+    "",
+  ])
+  journal_argv = ["sh", "-c", "/usr/local/bin/rangefleet journal-shipper install && systemctl daemon-reload && systemctl enable --now --no-block rangefleet-journal-cloudwatch.service"]
+
   user_data = templatefile("${local.repo_root}/cloud-init/cloud-config.yaml.tftpl", {
     agent_config = local.agent_config
     # gz+b64 in the cloud-config: the plain text would not fit in user-data.
@@ -52,6 +63,8 @@ locals {
     failed_unit_base64gzip = base64gzip(file("${local.repo_root}/agent/systemd/rangefleet-agent-failed.service"))
     install_script         = file("${local.repo_root}/cloud-init/install-agent.sh")
     install_argv           = local.install_argv
+    journal_config         = local.journal_config
+    journal_argv           = local.journal_argv
   })
 
   user_data_base64gzip = base64gzip(local.user_data)

@@ -172,3 +172,22 @@ variable "agent_sha256" {
     error_message = "agent_sha256 must be 64 lowercase hex characters."
   }
 }
+
+variable "journal_cloudwatch" {
+  description = "Ship the agent's journal to the CloudWatch Logs group log_group (made by the caller) in region: installs python3-botocore, writes /etc/rangefleet/journal-cloudwatch.ini and starts rangefleet-journal-cloudwatch.service. Without a log_group (the default) nothing is shipped."
+  type = object({
+    log_group = optional(string)
+    region    = optional(string)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = var.journal_cloudwatch.log_group == null ? true : can(regex("^[A-Za-z0-9_/.#-]{1,512}$", var.journal_cloudwatch.log_group))
+    error_message = "journal_cloudwatch.log_group must be 1 to 512 of A-Z a-z 0-9 _ - / . #."
+  }
+  validation {
+    condition     = var.journal_cloudwatch.log_group == null ? true : can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.journal_cloudwatch.region))
+    error_message = "journal_cloudwatch.region must be a region name such as us-east-1 when log_group is set."
+  }
+}

@@ -28,6 +28,8 @@ module "userdata" {
   publish_tags = true
   agent_url    = "https://artifacts.example.com/rangefleet/0.1.0/rangefleet-x86_64-linux"
   agent_sha256 = "0f343b0931126a20f133d67c2b018a3b4f2c3b8c1e8d6a2d0f9b6ad1e2c3d4e5"
+  # With the journal shipper on: the largest user-data the module makes.
+  journal_cloudwatch = { log_group = "/rangefleet/trips", region = "us-east-1" }
 }
 
 output "user_data" {

@@ -307,3 +307,61 @@ run "agent_url_must_be_https_or_s3" {
 
   expect_failures = [var.agent_url]
 }
+
+run "no_journal_shipper_by_default" {
+  command = apply
+
+  assert {
+    condition     = !strcontains(output.user_data, "journal-cloudwatch") && !strcontains(output.user_data, "packages:")
+    error_message = "the journal shipper must be off unless journal_cloudwatch is set."
+  }
+}
+
+run "journal_shipper_config_and_start" {
+  command = apply
+
+  variables {
+    journal_cloudwatch = { log_group = "/rangefleet/trips", region = "eu-west-1" }
+  }
+
+  assert {
+    condition     = output.user_data_bytes < 16384
+    error_message = "with the journal shipper, user-data is ${output.user_data_bytes} bytes, over EC2's 16384."
+  }
+  assert {
+    condition = one([
+      for f in yamldecode(output.user_data).write_files : f.content
+      if f.path == "/etc/rangefleet/journal-cloudwatch.ini"
+    ]) == "[cloudwatch]\nlog_group = /rangefleet/trips\nlog_stream = {instance_id}\nregion = eu-west-1\n"
+    error_message = "the shipper's config is not as written."
+  }
+  assert {
+    condition     = yamldecode(output.user_data).packages == ["python3-botocore"]
+    error_message = "python3-botocore must be installed for the shipper."
+  }
+  assert {
+    # After the agent's install (which puts the binary in place), not before.
+    condition     = length(yamldecode(output.user_data).runcmd) == 2 && strcontains(yamldecode(output.user_data).runcmd[1][2], "rangefleet journal-shipper install && systemctl daemon-reload && systemctl enable --now --no-block rangefleet-journal-cloudwatch.service")
+    error_message = "runcmd must install and start the shipper after the agent."
+  }
+}
+
+run "journal_shipper_bad_group_rejected" {
+  command = plan
+
+  variables {
+    journal_cloudwatch = { log_group = "trips logs", region = "us-east-1" }
+  }
+
+  expect_failures = [var.journal_cloudwatch]
+}
+
+run "journal_shipper_needs_a_region" {
+  command = plan
+
+  variables {
+    journal_cloudwatch = { log_group = "/rangefleet/trips" }
+  }
+
+  expect_failures = [var.journal_cloudwatch]
+}
