@@ -64,18 +64,29 @@ run() {
     "$bin" plan "file://$data/$subdir" --queue "sqlite://$dir/q.db" \
         --results "file://$dir/out/" --processor taxi-stats --records-per-job "$per_job" \
         2>"$dir/plan.log"
-    python3 - "$dir/q.db" "file://$data/" "$url/" "$data" <<'PY'
+    python3 - "$dir/q.db" "file://$data/" "$url/" "$data" "$dir/out/_plan.json" <<'PY'
 import json, os, sqlite3, sys, urllib.parse
-db, file_prefix, http_prefix, root = sys.argv[1:]
+db, file_prefix, http_prefix, root, manifest_path = sys.argv[1:]
+def etag(rel):
+    st = os.stat(os.path.join(root, urllib.parse.unquote(rel)))
+    return '"%x-%x"' % (int(st.st_mtime), st.st_size)
 c = sqlite3.connect(db)
 for rowid, body in c.execute("SELECT id, body FROM jobs").fetchall():
     j = json.loads(body)
     rel = j["source"][len(file_prefix):]
-    st = os.stat(os.path.join(root, urllib.parse.unquote(rel)))
     j["source"] = http_prefix + rel
-    j["etag"] = '"%x-%x"' % (int(st.st_mtime), st.st_size)
+    j["etag"] = etag(rel)
     c.execute("UPDATE jobs SET body = ? WHERE id = ?", (json.dumps(j), rowid))
 c.commit()
+# The manifest moves with the jobs: reduce checks each result's source and ETag.
+with open(manifest_path) as f:
+    m = json.load(f)
+rel_prefix = m["prefix"][len(file_prefix):]
+m["prefix"] = http_prefix + rel_prefix
+for o in m["objects"]:
+    o["etag"] = etag(rel_prefix + o["key"])
+with open(manifest_path, "w") as f:
+    json.dump(m, f)
 PY
     cat >"$dir/agent.yaml" <<EOF
 queue: sqlite://$dir/q.db

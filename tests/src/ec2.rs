@@ -390,7 +390,7 @@ pub fn render_user_data(agent_yaml: &str) -> String {
         "--unit-src",
         "/usr/local/share/rangefleet/rangefleet-agent.service"
     ]);
-    read("cloud-init/cloud-config.yaml.tftpl")
+    without_journal_shipping(&read("cloud-init/cloud-config.yaml.tftpl"))
         .replace("${indent(6, agent_config)}", &indent6(agent_yaml))
         .replace(
             "${indent(6, unit)}",
@@ -401,6 +401,28 @@ pub fn render_user_data(agent_yaml: &str) -> String {
             &indent6(&read("cloud-init/install-agent.sh")),
         )
         .replace("${jsonencode(install_argv)}", &argv.to_string())
+}
+
+/// The template with its journal-shipping blocks (`%{ if journal_config != null ~}` to
+/// `%{ endif ~}`) left out, as the module renders it when `journal_log_group` is unset.
+/// Any other template directive is a drift this renderer does not know: it panics.
+fn without_journal_shipping(template: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in template.split_inclusive('\n') {
+        let directive = line.trim_end();
+        if directive == "%{ if journal_config != null ~}" {
+            skipping = true;
+        } else if directive == "%{ endif ~}" {
+            assert!(skipping, "an %{{ endif }} without its if in the template");
+            skipping = false;
+        } else if directive.starts_with("%{") {
+            panic!("the template has a directive the test renderer does not know: {directive}");
+        } else if !skipping {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// How one agent process is started.

@@ -180,6 +180,8 @@ async fn status_fleet_counts_the_module_tag_and_skips_terminated_instances() {
     let sdk = moto.sdk_config().await;
     let dir = TempDir::new("status-fleet");
     let q = format!("sqlite://{}/q.db", dir.0.display());
+    // status refuses a SQLite queue that does not exist: make an empty one.
+    rangefleet::queue::sqlite::SqliteQueue::open(dir.0.join("q.db")).expect("create the queue");
 
     let trips = ec2::run_instances(&sdk, 5, &[("rangefleet:fleet", "trips")]).await;
     let other = ec2::run_instances(&sdk, 2, &[("rangefleet:fleet", "other")]).await;

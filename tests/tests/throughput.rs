@@ -17,11 +17,39 @@ const PER_JOB: u64 = 25_000;
 /// Bound on the run, far above what it takes.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The ETag nginx gives a file (`"<mtime hex>-<size hex>"`).
+fn nginx_etag(path: &std::path::Path) -> String {
+    let meta = std::fs::metadata(path).expect("the planned file");
+    let mtime = meta
+        .modified()
+        .expect("mtime")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    format!("\"{mtime:x}-{:x}\"", meta.len())
+}
+
 /// Points every queued job at the same file over `http_base` (nginx through the model),
-/// with the ETag nginx gives the file (`"<mtime hex>-<size hex>"`), so If-Match holds.
+/// with the ETag nginx gives the file, so If-Match holds; and the plan's manifest with
+/// them, so reduce checks the results against what the jobs read.
 fn jobs_over_http(fleet: &Fleet, http_base: &str) {
-    let queue = fleet.queue();
+    let manifest_path = fleet.out.join("_plan.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).expect("the plan's manifest"))
+            .expect("manifest JSON");
     let file_base = fleet.data_url();
+    let prefix = manifest["prefix"].as_str().expect("a prefix").to_string();
+    let rel_prefix = prefix
+        .strip_prefix(&file_base)
+        .expect("planned under the data folder")
+        .to_string();
+    manifest["prefix"] = format!("{http_base}/{rel_prefix}").into();
+    for object in manifest["objects"].as_array_mut().expect("objects") {
+        let key = object["key"].as_str().expect("a key").to_string();
+        object["etag"] = nginx_etag(&fleet.data.join(format!("{rel_prefix}{key}"))).into();
+    }
+    std::fs::write(&manifest_path, manifest.to_string()).expect("write the manifest");
+    let queue = fleet.queue();
     let bodies = drain_bodies(&queue)
         .into_iter()
         .map(|body| {
@@ -30,15 +58,8 @@ fn jobs_over_http(fleet: &Fleet, http_base: &str) {
             let rel = source
                 .strip_prefix(&file_base)
                 .expect("planned under the data folder");
-            let meta = std::fs::metadata(fleet.data.join(rel)).expect("the planned file");
-            let mtime = meta
-                .modified()
-                .expect("mtime")
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_secs();
+            job["etag"] = nginx_etag(&fleet.data.join(rel)).into();
             job["source"] = format!("{http_base}/{rel}").into();
-            job["etag"] = format!("\"{mtime:x}-{:x}\"", meta.len()).into();
             job.to_string()
         })
         .collect();

@@ -96,9 +96,19 @@ def file_text(variable: str, agent_config: str) -> str:
     return FILES[variable].read_text()
 
 
+# The template's only conditional: journal shipping, off unless the module's
+# journal_log_group is set (the drills run without it).
+JOURNAL_BLOCK = re.compile(r"^%\{ if journal_config != null ~\}\n.*?^%\{ endif ~\}\n", re.S | re.M)
+
+
+def template_text() -> str:
+    """The template as the module renders it with journal shipping off."""
+    return JOURNAL_BLOCK.sub("", TEMPLATE.read_text())
+
+
 def render(agent_config: str, url: str, sha256: str) -> str:
     """The user-data the module would render for `agent_config` (YAML text)."""
-    text = TEMPLATE.read_text()
+    text = template_text()
     values = {"${jsonencode(install_argv)}": json.dumps(install_argv(url, sha256),
                                                         separators=(",", ":"))}
     for w in write_files():
@@ -133,7 +143,7 @@ class WriteFile:
 
 def write_files() -> list[WriteFile]:
     """The template's write_files entries, read from the template itself."""
-    text = TEMPLATE.read_text()
+    text = template_text()
     entries = re.findall(
         r'- path: (\S+)\n\s+owner: (\S+)\n\s+permissions: "(\d+)"\n'
         r"(?:\s+encoding: (\S+)\n)?"
@@ -152,7 +162,8 @@ def write_files() -> list[WriteFile]:
         base = w.variable.removesuffix("_base64gzip")
         if base != "agent_config" and base not in FILES:
             raise TemplateDrift(f"{w.path} carries {w.variable}, unknown to the harness")
-    used = {w.variable for w in found} | {"install_argv"}
+    # journal_config and journal_argv are used only inside the journal-shipping blocks.
+    used = {w.variable for w in found} | {"install_argv", "journal_config", "journal_argv"}
     if used != module_vars():
         raise TemplateDrift(f"the module passes {sorted(module_vars())}, the template's "
                             f"write_files and runcmd use {sorted(used)}")
