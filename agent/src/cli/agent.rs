@@ -93,7 +93,7 @@ pub async fn run(args: Args) -> i32 {
                     (None, boot::ConfigSource::File { path }) => path.display().to_string(),
                     (None, boot::ConfigSource::UserData) => "user-data".into(),
                 };
-                tracing::info!(event = "config_loaded", source = %source, "config loaded");
+                tracing::info!(event = "config_loaded", INSTANCE_ID = %b.identity.instance_id, source = %source, "config loaded");
                 let config = file_config.unwrap_or(b.config);
                 (b.identity, config, b.tags, Some(client))
             }

@@ -221,7 +221,13 @@ pub async fn run(
                 sizing.throughput_gbps,
                 sizing.gets_in_flight,
             ));
-            tracing::info!(event = "metrics_listening", addr = %bound, path = metrics::PATH, "serving metrics");
+            tracing::info!(
+                event = "metrics_listening",
+                INSTANCE_ID = %booted.identity.instance_id,
+                addr = %bound,
+                path = metrics::PATH,
+                "serving metrics"
+            );
             let stop = CancellationToken::new();
             let task = tokio::spawn(metrics::serve(listener, registry, stop.clone()));
             Some((task, stop))
