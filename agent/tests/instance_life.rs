@@ -124,6 +124,18 @@ async fn ready_then_a_spot_notice_releases_the_jobs_in_flight_writes_the_summary
     assert_eq!(summary["interruption"]["kind"], "spot-interruption");
     assert_eq!(summary["released"], 2);
     assert_eq!(summary["tags"]["Name"], "worker-i-0life");
+    // The metrics' counters and the build, as the endpoint would serve them.
+    assert_eq!(summary["metrics"]["notices"]["spot-interruption"], 1);
+    assert_eq!(summary["metrics"]["job_errors"], 0);
+    assert_eq!(
+        summary["metrics"]["job_duration"]["count"],
+        summary["done"].as_u64().unwrap() + summary["redone"].as_u64().unwrap()
+    );
+    assert_eq!(summary["agent"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        summary["agent"]["commit"],
+        rangefleet::contract::summary::COMMIT
+    );
 
     // READY first, STOPPING last (after the summary: the run returned after writing it).
     let states = i.notifier.states();

@@ -482,6 +482,8 @@ impl Worker {
         let imds = ImdsMock::start(&args);
         let mut cmd = rangefleet();
         cmd.args(["agent", "--until-empty", "--log-format", "json"])
+            // The tests follow each job through its lines, which are debug.
+            .env("RUST_LOG", crate::JOB_LINES)
             .env_remove("AWS_EC2_METADATA_DISABLED")
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url)
             .env("RANGEFLEET_BOOT_DEADLINE", "60s");

@@ -199,7 +199,9 @@ impl Fleet {
         until_empty: bool,
         env: &[(String, String)],
     ) -> AgentProc {
-        cmd.args(["--log-format", "json"]);
+        // The tests follow each job through its lines, which are debug.
+        cmd.args(["--log-format", "json"])
+            .env("RUST_LOG", crate::JOB_LINES);
         if until_empty {
             cmd.arg("--until-empty");
         }

@@ -64,6 +64,11 @@ pub fn rangefleet() -> Command {
     c
 }
 
+/// `RUST_LOG` for an agent whose tests read every job's lines (`job_started`,
+/// `job_done`, …): they are debug, under the `rangefleet::jobs` target
+/// (docs/operations.md#the-journal).
+pub const JOB_LINES: &str = "info,rangefleet::jobs=debug";
+
 /// A running `rangefleet imds-mock` process; killed on drop.
 pub struct ImdsMock {
     /// Base URL, no trailing slash.

@@ -192,6 +192,15 @@ def _expect_event(s: Scene, recipe: str) -> None:
     assert all(field(e, "MESSAGE_ID") == JOB_FAILED for e in entries), entries
 
 
+def _expect_progress(s: Scene, recipe: str) -> None:
+    entries = s.run_json(recipe)
+    assert entries and all(field(e, "EVENT") == "progress" for e in entries), entries
+    last = entries[-1]
+    assert field(last, "LAST") == "true", last
+    assert (field(last, "DONE"), field(last, "FAILED")) == ("1", "1"), last
+    assert int(field(last, "PRIORITY")) == 6, last
+
+
 def _expect_explained(s: Scene, recipe: str) -> None:
     out = s.run(f"{recipe} -u rangefleet-agent -b")
     assert "Defined-By: rangefleet" in out, f"no catalog text in `{recipe}`:\n{out[:3000]}"
@@ -207,6 +216,7 @@ def _expect_catalog_rebuilt(s: Scene, recipe: str) -> None:
 EXPECTATIONS = [
     ("journalctl -t rangefleet-agent -p warning", _expect_identifier_warnings),
     ("EVENT=job_dead_lettered", _expect_event),
+    ("EVENT=progress", _expect_progress),
     ("journalctl --update-catalog", _expect_catalog_rebuilt),
     (f"MESSAGE_ID={JOB_FAILED}", _expect_dead_letters),
     (f"MESSAGE_ID={INTERRUPTION}", _expect_notices),
@@ -300,7 +310,9 @@ def test_by_priority(scene: Scene):
     assert not notice & {"job_done", "agent_ready"}, notice
     entries = scene.c.journal("-u", "rangefleet-agent", f"_PID={scene.agent_pid}")
     by_event = {field(e, "EVENT"): int(field(e, "PRIORITY")) for e in entries}
-    assert by_event["job_done"] == 6 and by_event["agent_ready"] == 6, by_event
+    assert by_event["progress"] == 6 and by_event["agent_ready"] == 6, by_event
+    # Each job's routine lines are debug (on here through agent.env, as documented).
+    assert by_event["job_done"] == 7 and by_event["job_started"] == 7, by_event
     assert by_event["job_dead_lettered"] == 4, by_event
 
 

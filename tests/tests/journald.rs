@@ -58,7 +58,10 @@ fn entries_carry_job_fields_and_stable_message_ids() {
         });
     let journal = JournalListener::bind();
     let mut agent = plan.agent();
-    agent.env("RANGEFLEET_LOG_FORMAT", "journald");
+    // Each job's routine entries are debug: turned on as docs/operations.md says.
+    agent
+        .env("RANGEFLEET_LOG_FORMAT", "journald")
+        .env("RUST_LOG", rangefleet_tests::JOB_LINES);
     let stderr = run_ok_within(
         &mut in_journal_namespace(journal.run_systemd(), &agent),
         RUN_LIMIT,

@@ -344,3 +344,41 @@ con.execute("ROLLBACK")
         dump(&lines)
     );
 }
+
+/// docs/operations.md#boot-imds-troubleshooting: against an IMDS that does not answer
+/// (a closed port), the agent says so within seconds, a WARN `imds_unanswered` and a
+/// `STATUS=` line naming the endpoint, instead of nothing until the boot deadline.
+#[test]
+fn an_unanswering_imds_gets_a_warning_and_a_status_line_within_seconds() {
+    use rangefleet_tests::fleet::{event, AgentProc};
+    let port = rangefleet_tests::free_port(); // bound and released: nothing listens
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let notify = NotifyListener::bind();
+    let dir = rangefleet_tests::TempDir::new("imds-silent");
+    let mut cmd = rangefleet_tests::rangefleet();
+    cmd.args(["agent", "--log-format", "json", "--boot-deadline", "60s"])
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint)
+        .env("NOTIFY_SOCKET", notify.path())
+        .env_remove("RUST_LOG");
+    let started = std::time::Instant::now();
+    let mut agent = AgentProc::spawn(cmd, "imds-silent", dir.0.join("agent.log"));
+    // The agent warns after 2 s of failures; 20 s is the generous bound.
+    let bound = Duration::from_secs(20);
+    let warn = agent.wait_for_event(bound, |e| event(e) == "imds_unanswered");
+    let warned_after = started.elapsed();
+    assert_eq!(warn["level"], "WARN", "{warn}");
+    assert_eq!(warn["fields"]["endpoint"], endpoint.as_str(), "{warn}");
+    assert!(warn["fields"]["attempts"].as_u64() >= Some(1), "{warn}");
+    let want = format!("STATUS=waiting for the instance metadata service at {endpoint}: ");
+    let status = notify
+        .wait_for(bound, |l| l.starts_with(&want))
+        .unwrap_or_else(|| panic!("{want}… within {bound:?}:\n{}", dump(&notify.lines())));
+    assert!(status.line.contains("exit 75 in "), "{}", status.line);
+    assert!(warned_after < bound, "warned after {warned_after:?}");
+    assert!(
+        agent.try_wait().is_none(),
+        "still retrying until the deadline:\n{}",
+        agent.log_tail()
+    );
+    agent.kill();
+}

@@ -79,6 +79,8 @@ pub struct Config {
     /// The group's termination lifecycle hook the agent completes once drained
     /// (`rangefleet-drain`, the Terraform module's `lifecycle_hook_name`).
     pub lifecycle_hook: String,
+    /// Where to serve the Prometheus metrics (`GET /metrics`); `None` = no endpoint.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The default job lease (docs/architecture.md#defaults).
@@ -111,6 +113,7 @@ impl Config {
             "processors": self.processors,
             "publish_tags": self.publish_tags,
             "lifecycle_hook": self.lifecycle_hook,
+            "metrics_listen": self.metrics_listen.map(|a| a.to_string()),
         })
     }
 }
@@ -159,6 +162,7 @@ struct RawConfig {
     processors: Option<RawProcessors>,
     publish_tags: Option<bool>,
     lifecycle_hook: Option<String>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -375,8 +379,24 @@ impl Validator<'_> {
                     h
                 }
             },
+            metrics_listen: match raw.metrics_listen {
+                None => None,
+                Some(a) => Some(check_listen(&a).map_err(|m| self.err("metrics_listen", m))?),
+            },
         })
     }
+}
+
+/// `metrics_listen`: an IP address and a port other than 0 (no host names: the agent
+/// binds it before it resolves anything).
+fn check_listen(a: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = a.trim().parse().map_err(|_| {
+        format!("expected an IP address and a port, such as 127.0.0.1:9464, got {a:?}")
+    })?;
+    if addr.port() == 0 {
+        return Err(format!("expected a port other than 0, got {a:?}"));
+    }
+    Ok(addr)
 }
 
 /// Auto Scaling's rule for lifecycle hook names: 1 to 255 of `A-Za-z0-9-_/`.
@@ -548,6 +568,35 @@ mod tests {
             parse(&doc(toml, Format::Toml)).unwrap().max_throughput_gbps,
             Some(12.5)
         );
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_checked() {
+        let c = parse(&doc(MIN, Format::Yaml)).unwrap();
+        assert_eq!(c.metrics_listen, None);
+        assert!(c.to_json(None)["metrics_listen"].is_null());
+        let c = parse(&doc(
+            &format!("{MIN}metrics_listen: 127.0.0.1:9464\n"),
+            Format::Yaml,
+        ))
+        .unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(c.to_json(None)["metrics_listen"], "127.0.0.1:9464");
+        for (bad, says) in [
+            ("localhost:9464", "expected an IP address and a port"),
+            ("127.0.0.1", "expected an IP address and a port"),
+            ("\"[::1]:0\"", "expected a port other than 0"),
+            ("9464", "expected an IP address and a port"),
+        ] {
+            let e =
+                parse(&doc(&format!("{MIN}metrics_listen: {bad}\n"), Format::Yaml)).unwrap_err();
+            assert_eq!(
+                (e.path.as_str(), e.line),
+                ("metrics_listen", Some(4)),
+                "{bad}"
+            );
+            assert!(e.message.starts_with(says), "{bad}: {e}");
+        }
     }
 
     #[test]

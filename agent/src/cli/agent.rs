@@ -85,7 +85,8 @@ pub async fn run(args: Args) -> i32 {
         let local = file_config
             .is_none()
             .then_some(args.boot.local_config.as_path());
-        match boot::boot_from(&client, deadline, local).await {
+        let booting = boot::boot_from(&client, deadline, local);
+        match say_while_imds_is_silent(&client, deadline, booting).await {
             Ok(b) => {
                 let source = match (&args.config, &b.config_source) {
                     (Some(path), _) => path.display().to_string(),
@@ -136,6 +137,69 @@ pub async fn run(args: Args) -> i32 {
             }
             e.exit_code()
         }
+    }
+}
+
+/// How long IMDS may fail to answer before the agent says so (a WARN and `STATUS=`).
+pub const IMDS_SILENT_WARN: Duration = Duration::from_secs(2);
+/// How often it says so again while IMDS stays silent.
+pub const IMDS_SILENT_REPEAT: Duration = Duration::from_secs(30);
+
+/// Runs `booting` to its end; while IMDS is not answering (for [`IMDS_SILENT_WARN`],
+/// then every [`IMDS_SILENT_REPEAT`]), logs a WARN (`imds_unanswered`) and tells
+/// systemd a `STATUS=` line, so neither the journal nor `systemctl status` is silent
+/// until the boot deadline.
+async fn say_while_imds_is_silent<T>(
+    client: &ImdsClient,
+    deadline: tokio::time::Instant,
+    booting: impl std::future::Future<Output = T>,
+) -> T {
+    use crate::instance::systemd::{Notifier, SdNotify};
+    let notifier = SdNotify::default();
+    let mut booting = std::pin::pin!(booting);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut said: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            done = &mut booting => {
+                if said.is_some() {
+                    tracing::info!(event = "imds_answered", endpoint = client.endpoint(), "the instance metadata service answers");
+                    notifier.status("booting: the instance metadata service answers");
+                }
+                return done;
+            }
+            _ = tick.tick() => {}
+        }
+        let Some(u) = client.unanswered() else {
+            continue;
+        };
+        let silent = u.since.elapsed();
+        let due = match said {
+            None => silent >= IMDS_SILENT_WARN,
+            Some(at) => at.elapsed() >= IMDS_SILENT_REPEAT,
+        };
+        if !due {
+            continue;
+        }
+        said = Some(tokio::time::Instant::now());
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tracing::warn!(
+            event = "imds_unanswered",
+            endpoint = client.endpoint(),
+            attempts = u.attempts,
+            seconds = silent.as_secs(),
+            seconds_left = left.as_secs(),
+            error = %u.last,
+            "the instance metadata service is not answering; retrying until the boot deadline"
+        );
+        notifier.status(&format!(
+            "waiting for the instance metadata service at {}: {} attempts in {} s, last error: {}; exit 75 in {} s",
+            client.endpoint(),
+            u.attempts,
+            silent.as_secs(),
+            u.last,
+            left.as_secs()
+        ));
     }
 }
 

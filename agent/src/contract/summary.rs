@@ -58,7 +58,72 @@ pub struct InstanceSummary {
     /// from the summaries of agents that worked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// The counters of the metrics endpoint that the fields above do not hold, at exit
+    /// (docs/operations.md#metrics); absent in summaries written before it was added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSummary>,
+    /// Which build of the agent wrote the summary; absent in summaries written before
+    /// it was added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentBuild>,
 }
+
+/// The agent's version and the commit it was built from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentBuild {
+    /// The crate version (`rangefleet --version`).
+    pub version: String,
+    /// The commit (12 hex digits), `unknown` for a build outside a git checkout.
+    pub commit: String,
+}
+
+impl AgentBuild {
+    /// This binary's build.
+    pub fn current() -> AgentBuild {
+        AgentBuild {
+            version: VERSION_STR.to_string(),
+            commit: COMMIT.to_string(),
+        }
+    }
+}
+
+/// This binary's version.
+pub const VERSION_STR: &str = env!("CARGO_PKG_VERSION");
+/// The commit this binary was built from (`build.rs`), `unknown` outside a git checkout.
+pub const COMMIT: &str = env!("RANGEFLEET_COMMIT");
+
+/// The metrics endpoint's counters that are not fields of the summary already, with the
+/// same values the endpoint serves at exit (docs/operations.md#metrics).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsSummary {
+    /// Job attempts that ended in an error (`rangefleet_job_errors_total`): retried,
+    /// released for a fault of the environment, or dead-lettered.
+    pub job_errors: u64,
+    /// Notices seen, by kind (`rangefleet_notices_total`): `spot-interruption`,
+    /// `rebalance`, `asg-termination`.
+    pub notices: BTreeMap<String, u64>,
+    /// Lease calls that returned jobs (`rangefleet_lease_latency_seconds`).
+    pub lease_latency: Latency,
+    /// Jobs from lease to result (`rangefleet_job_duration_seconds`).
+    pub job_duration: Latency,
+}
+
+// The sums are finite numbers of seconds: equality is total.
+impl Eq for MetricsSummary {}
+
+/// A histogram's count and sum.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Latency {
+    /// Observations.
+    pub count: u64,
+    /// Their sum, seconds.
+    pub sum_seconds: f64,
+}
+
+impl Eq for Latency {}
 
 /// The width an agent chose (`instance/sizing.rs`) and what its GET window did
 /// (`instance/fetch.rs`); docs/operations.md explains each field.
@@ -189,6 +254,8 @@ mod tests {
             bytes_read: 96_000_000,
             throughput: None,
             failure: None,
+            metrics: None,
+            agent: None,
         }
     }
 

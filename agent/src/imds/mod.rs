@@ -171,12 +171,25 @@ enum Session {
     V1,
 }
 
+/// IMDS not answering: since when, how often asked, and the last failure. A caller
+/// waiting on the client reads it ([`ImdsClient::unanswered`]) to say so while it waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unanswered {
+    /// The first failure since the last answer.
+    pub since: Instant,
+    /// Failed attempts since the last answer.
+    pub attempts: u32,
+    /// The last failure ("could not connect: … Connection refused").
+    pub last: String,
+}
+
 /// The IMDSv2 client. Cheap to clone; clones share the token.
 #[derive(Clone)]
 pub struct ImdsClient {
     http: reqwest::Client,
     opts: ImdsOptions,
     session: Arc<Mutex<Session>>,
+    unanswered: Arc<std::sync::Mutex<Option<Unanswered>>>,
 }
 
 impl std::fmt::Debug for ImdsClient {
@@ -212,7 +225,35 @@ impl ImdsClient {
             http,
             opts,
             session: Arc::new(Mutex::new(Session::None)),
+            unanswered: Arc::default(),
         })
+    }
+
+    /// `Some` while IMDS is not answering: every attempt since the last answer failed
+    /// with an error worth retrying (no connection, a timeout, 5xx).
+    pub fn unanswered(&self) -> Option<Unanswered> {
+        self.unanswered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn note(&self, failure: Option<&str>) {
+        let mut u = self.unanswered.lock().unwrap_or_else(|p| p.into_inner());
+        match (failure, u.as_mut()) {
+            (None, _) => *u = None,
+            (Some(why), Some(seen)) => {
+                seen.attempts += 1;
+                why.clone_into(&mut seen.last);
+            }
+            (Some(why), None) => {
+                *u = Some(Unanswered {
+                    since: Instant::now(),
+                    attempts: 1,
+                    last: why.to_string(),
+                })
+            }
+        }
     }
 
     /// The base URL in use.
@@ -229,9 +270,19 @@ impl ImdsClient {
         loop {
             attempts += 1;
             let last = match self.attempt(path, deadline).await {
-                Ok(body) => return Ok(body),
-                Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => why,
+                Ok(body) => {
+                    self.note(None);
+                    return Ok(body);
+                }
+                Err(Attempt::Fail(e)) => {
+                    // An answer, if not the one wanted: IMDS is there.
+                    self.note(None);
+                    return Err(e);
+                }
+                Err(Attempt::Retry(why)) => {
+                    self.note(Some(&why));
+                    why
+                }
             };
             // The last try is made at the deadline itself, then we give up.
             let left = deadline.saturating_duration_since(Instant::now());

@@ -254,6 +254,11 @@ impl GetWindow {
         st.permits = want;
     }
 
+    /// GETs in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().expect("window lock").in_flight
+    }
+
     /// What the window did so far.
     pub fn stats(&self) -> WindowStats {
         let st = self.state.lock().expect("window lock");

@@ -325,6 +325,7 @@ pub fn failure_summary(identity: &Identity, failure: &Failure) -> InstanceSummar
         started_at: failure.at.clone(),
         finished_at: failure.at.clone(),
         failure: Some(failure.clone()),
+        agent: Some(crate::contract::summary::AgentBuild::current()),
         ..InstanceSummary::default()
     }
 }

@@ -14,7 +14,9 @@
 pub mod events;
 pub mod fetch;
 pub mod health;
+pub mod metrics;
 pub mod monitor;
+pub mod progress;
 pub mod publish;
 pub mod sizing;
 pub mod systemd;
@@ -153,6 +155,14 @@ pub enum InstanceError {
         /// Why, from the queue.
         reason: String,
     },
+    /// The `metrics_listen` address cannot be bound.
+    #[error("metrics_listen {addr}: {source} (choose a free port, or remove metrics_listen)")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl InstanceError {
@@ -174,6 +184,8 @@ impl InstanceError {
             },
             InstanceError::Inputs(_) => ErrorClass::Usage,
             InstanceError::QueueUnusable { .. } => ErrorClass::Environment,
+            // A taken or forbidden metrics_listen address is the config's to fix.
+            InstanceError::Metrics { .. } => ErrorClass::Usage,
         }
     }
 
@@ -223,7 +235,33 @@ pub async fn run(
         notifier: deps.notifier.clone(),
     };
     let control = Control::default();
+    let counters = Arc::new(worker::Counters::default());
     let stop_monitor = CancellationToken::new();
+    // Bound before READY, so a wrong address fails the start rather than going unseen.
+    let metrics_server = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let listener = metrics::bind(addr)
+                .await
+                .map_err(|source| InstanceError::Metrics { addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            let registry = Arc::new(metrics::registry(
+                counters.clone(),
+                sizing.throughput_gbps,
+                sizing.gets_in_flight,
+            ));
+            tracing::info!(
+                event = "metrics_listening",
+                INSTANCE_ID = %booted.identity.instance_id,
+                addr = %bound,
+                path = metrics::PATH,
+                "serving metrics"
+            );
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(metrics::serve(listener, registry, stop.clone()));
+            Some((task, stop))
+        }
+    };
     let signals = tokio::spawn(
         drain_on_signals(Box::pin(shutdown), control.clone()).instrument(tracing::info_span!(
             "agent",
@@ -235,15 +273,20 @@ pub async fn run(
     let span = tracing::info_span!("agent", instance_id = %booted.identity.instance_id);
     let monitor = deps.notices.clone().map(|notices| {
         tokio::spawn(
-            monitor::run(
+            monitor::run_counted(
                 notices,
                 config.spot.clone(),
                 control.clone(),
                 stop_monitor.clone(),
+                counters.clone(),
             )
             .instrument(span.clone()),
         )
     });
+    let progress = tokio::spawn(
+        progress::run(counters.clone(), progress::EVERY, stop_monitor.clone())
+            .instrument(span.clone()),
+    );
     let publishing = config.publish_tags.then(|| {
         let publisher = deps.publisher.clone();
         let (identity, tags) = (booted.identity.clone(), config.tags.clone());
@@ -261,23 +304,41 @@ pub async fn run(
         source = sizing.source.as_str(),
         instance_type = %booted.identity.instance_type,
         queue = %config.queue,
+        version = crate::contract::summary::VERSION_STR,
+        commit = crate::contract::summary::COMMIT,
         "agent ready"
     );
     deps.notifier.ready();
-    let result = worker::run(worker_deps, settings, control)
-        .instrument(span)
+    let working = Instant::now();
+    let result = worker::run_counted(worker_deps, settings, control, counters.clone())
+        .instrument(span.clone())
         .await;
+    // The monitor and the progress line stop here; the metrics endpoint serves the
+    // final counts until the summary is written.
     stop_monitor.cancel();
     signals.abort();
     if let Some(m) = monitor {
         let _ = m.await;
     }
+    let _ = progress.await;
+    span.in_scope(|| progress::last(&counters, working.elapsed()));
     if let Some(p) = publishing {
         p.abort();
     }
-    let outcome = result.map_err(InstanceError::Inputs)?;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some((task, stop)) = metrics_server {
+                stop.cancel();
+                task.abort();
+            }
+            return Err(InstanceError::Inputs(e));
+        }
+    };
     let mut summary = worker::summary(&booted.identity, &booted.tags, &outcome);
     summary.throughput = Some(sizing.summary(&outcome.window));
+    summary.metrics = Some(metrics::summary(&outcome.counters));
+    summary.agent = Some(crate::contract::summary::AgentBuild::current());
     let key = crate::contract::summary::summary_key(&booted.identity.instance_id);
     if let Err(e) = deps.results.put(&key, summary.to_bytes().into()).await {
         tracing::error!(event = "summary_write_failed", error = %e, "failed to write the instance summary");
@@ -313,6 +374,10 @@ pub async fn run(
         "agent stopped"
     );
     deps.notifier.stopping();
+    if let Some((task, stop)) = metrics_server {
+        stop.cancel();
+        let _ = task.await;
+    }
     Ok(outcome)
 }
 

@@ -31,7 +31,7 @@ use crate::imds::{ImdsClient, ImdsError};
 /// drain the agent completes the group's lifecycle action.
 pub const ASG_TERMINATION: &str = "asg-termination";
 use crate::instance::events;
-use crate::instance::worker::{Control, DrainReason};
+use crate::instance::worker::{Control, Counters, DrainReason};
 
 /// How long a drain may take when the notice gives no time (ASG, rebalance → drain).
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(90);
@@ -274,6 +274,26 @@ pub async fn run(
     control: Control,
     stop: CancellationToken,
 ) -> u64 {
+    run_counted(notices, spot, control, stop, Arc::default()).await
+}
+
+/// The kind a notice is counted under (`rangefleet_notices_total{kind}`).
+pub fn notice_kind(notice: &Notice) -> &'static str {
+    match notice {
+        Notice::Interruption(_) => "spot-interruption",
+        Notice::Rebalance(_) => "rebalance",
+        Notice::Lifecycle(_) => ASG_TERMINATION,
+    }
+}
+
+/// [`run`], counting each notice acted on in `counters` (the metrics and the summary).
+pub async fn run_counted(
+    notices: Arc<dyn Notices>,
+    spot: SpotConfig,
+    control: Control,
+    stop: CancellationToken,
+    counters: Arc<Counters>,
+) -> u64 {
     let poll = Duration::from_secs(spot.poll_seconds.max(1));
     let mut seen: HashSet<u64> = HashSet::new();
     let mut errors = 0u64;
@@ -310,6 +330,7 @@ pub async fn run(
                     let mut h = std::collections::hash_map::DefaultHasher::new();
                     notice.hash(&mut h);
                     if seen.insert(h.finish()) {
+                        counters.notice(notice_kind(&notice));
                         act(&notice, decision, &control);
                     }
                 }
@@ -446,11 +467,13 @@ mod tests {
         let notices = Arc::new(FakeNotices::default());
         let control = Control::default();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(run_counted(
             notices.clone(),
             spot_config(),
             control.clone(),
             stop.clone(),
+            counters.clone(),
         ));
         notices.fail(true);
         tokio::time::sleep(Duration::from_secs(12)).await;
@@ -481,5 +504,16 @@ mod tests {
         stop.cancel();
         let errors = task.await.unwrap();
         assert!(errors >= 6, "every failed poll counted: {errors}");
+        // Each notice counted once, however often it was polled; InService not at all.
+        let seen = counters.notices.lock().unwrap().clone();
+        let want = [
+            ("asg-termination", 1),
+            ("rebalance", 1),
+            ("spot-interruption", 1),
+        ];
+        assert_eq!(
+            seen,
+            want.into_iter().map(|(k, n)| (k.to_string(), n)).collect()
+        );
     }
 }

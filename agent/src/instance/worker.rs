@@ -18,8 +18,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::histogram::exponential_buckets;
 
 use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
@@ -34,7 +36,8 @@ use crate::contract::allow::{AllowList, UrlError};
 use crate::contract::job::{self, BadJob, Job};
 use crate::contract::result::{ResultDoc, ResultInstance};
 use crate::contract::summary::{InstanceSummary, Interruption};
-use crate::instance::fetch::{Fetcher, WindowStats};
+use crate::instance::fetch::{Fetcher, GetWindow, WindowStats};
+use crate::instance::metrics::Timing;
 use crate::process::{exec, ProcessorKind};
 use crate::queue::{Lease, Queue, QueueError};
 use crate::store::{self, Expect, PutOutcome, Store, StoreCache, StoreError};
@@ -42,6 +45,12 @@ use crate::time::rfc3339;
 
 /// A retryable failure at this receive count is dead-lettered (docs/architecture.md#defaults).
 pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The log target of the routine lines about each job (`job_started`, `job_done`,
+/// `job_redone`, `lease_extended`), all at debug: at hundreds of jobs a second they
+/// would hit journald's rate limit at info. `RUST_LOG=info,rangefleet::jobs=debug`
+/// shows them (docs/operations.md#the-journal); the `progress` line sums them up.
+pub const JOBS: &str = "rangefleet::jobs";
 
 /// What the worker talks to.
 #[derive(Clone)]
@@ -141,8 +150,9 @@ impl Control {
     }
 }
 
-/// What one agent did: the instance summary's counts (docs/formats.md).
-#[derive(Debug, Default)]
+/// What one agent did: the instance summary's counts (docs/formats.md), which the
+/// metrics endpoint serves as they change (`instance/metrics.rs`).
+#[derive(Debug)]
 pub struct Counters {
     /// Results written and acked.
     pub done: AtomicU64,
@@ -154,6 +164,47 @@ pub struct Counters {
     pub released: AtomicU64,
     /// Bytes read by finished jobs.
     pub bytes_read: AtomicU64,
+    /// Job attempts that ended in an error (retried, released for a fault, dead-lettered).
+    pub errors: AtomicU64,
+    /// Notices acted on, by kind (`spot-interruption`, `rebalance`, `asg-termination`).
+    pub notices: Mutex<BTreeMap<String, u64>>,
+    /// Seconds each lease call that returned jobs took.
+    pub lease_latency: Timing,
+    /// Seconds from lease to result, for each job that ended with one.
+    pub job_duration: Timing,
+    /// The GET window, once the worker made it (GETs in flight, for the metrics).
+    pub window: OnceLock<Arc<GetWindow>>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            done: AtomicU64::new(0),
+            redone: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            released: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            notices: Mutex::default(),
+            // 1 ms to 33 s: a local SQLite lease to an SQS long poll.
+            lease_latency: Timing::new(exponential_buckets(0.001, 2.0, 16)),
+            // 10 ms to 5.5 min.
+            job_duration: Timing::new(exponential_buckets(0.01, 2.0, 16)),
+            window: OnceLock::new(),
+        }
+    }
+}
+
+impl Counters {
+    /// Counts a notice of `kind` acted on.
+    pub fn notice(&self, kind: &str) {
+        *self
+            .notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind.to_string())
+            .or_default() += 1;
+    }
 }
 
 /// A job in flight, as the drain sees it.
@@ -202,6 +253,16 @@ pub struct Outcome {
 
 /// Runs the worker until it is drained (or, with `until_empty`, the queue is empty).
 pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Outcome, UrlError> {
+    run_counted(deps, settings, control, Arc::default()).await
+}
+
+/// [`run`], counting into `counters` (which the metrics endpoint reads as they move).
+pub async fn run_counted(
+    deps: Deps,
+    settings: Settings,
+    control: Control,
+    counters: Arc<Counters>,
+) -> Result<Outcome, UrlError> {
     let started_at = SystemTime::now();
     let mut processors = vec![ProcessorKind::Count, ProcessorKind::TaxiStats];
     if settings.exec.is_some() {
@@ -211,7 +272,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         allow: AllowList::new(&settings.inputs)?,
         processors,
         limits: job::ResultLimits::for_results(deps.results.url()),
-        counters: Arc::new(Counters::default()),
+        counters,
         paused_until: Mutex::new(None),
         fault_cause: Mutex::new(""),
         fault_backoff: Mutex::new(FullJitter::new(
@@ -223,6 +284,7 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         deps,
         settings,
     });
+    let _ = ctx.counters.window.set(ctx.fetcher.window().clone());
     let slots = Arc::new(Semaphore::new(ctx.settings.concurrency.max(1)));
     let tracker = TaskTracker::new();
     let inflight: Arc<Mutex<HashMap<u64, InFlight>>> = Arc::default();
@@ -275,11 +337,15 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
         }
         // Never cancelled mid-call: a receive that completes after we stopped listening
         // would hide its messages for a whole lease. What arrives after a stop is released.
+        let asked = Instant::now();
         let leased = ctx
             .deps
             .queue
             .lease(permits.len(), ctx.settings.lease, ctx.settings.poll_wait)
             .await;
+        if leased.as_ref().is_ok_and(|l| !l.is_empty()) {
+            ctx.counters.lease_latency.observe(asked.elapsed());
+        }
         match leased {
             Ok(leases) if leases.is_empty() => {
                 drop(permits);
@@ -571,6 +637,7 @@ async fn run_job(
     let (job, kind) = match parsed {
         Ok(j) => j,
         Err(BadJob(reason)) => {
+            ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(event = "bad_job", queue_message_id = %lease.message_id, %reason, "refusing a bad job");
             dead_letter(ctx, &lease, &reason).await;
             return;
@@ -596,7 +663,7 @@ async fn run_job(
                 }
             }
         }
-        tracing::info!(event = "job_started", "job started");
+        tracing::debug!(target: JOBS, event = "job_started", "job started");
         let started_at = SystemTime::now();
         let heartbeat = heartbeat(ctx, &lease);
         tokio::pin!(heartbeat);
@@ -623,7 +690,7 @@ async fn run_job(
                 tokio::select! {
                     r = write_through_faults(ctx, &job, body.into()) => match r {
                         Ok(outcome) => {
-                            finish(ctx, &lease, outcome, bytes).await;
+                            finish(ctx, &lease, outcome, bytes, started_at).await;
                             return;
                         }
                         Err(e) => Ended::Failed(e),
@@ -743,21 +810,34 @@ async fn wait_out_fault(ctx: &Ctx, reason: &str) {
 
 /// Routes a failed job by its error's class ([`JobError::route`]).
 async fn fail(ctx: &Ctx, lease: &Lease, e: &JobError) {
-    match e.route() {
-        Route::DeadLetter(reason) => dead_letter(ctx, lease, &reason).await,
-        // Faults are waited out with the lease held (`process_through_faults`); one
-        // that reaches here has no job left to run.
-        Route::Pause(reason) => {
-            pause_for_fault(ctx, &reason);
-            release(
-                ctx,
-                lease,
-                "released after a fault of the agent's environment",
-            )
-            .await;
+    ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
+    let route = e.route();
+    // The class is a field of the entries that follow (CLASS in the journal), never a
+    // word in the message.
+    let class = match &route {
+        Route::DeadLetter(_) => "job",
+        Route::Retry(_) => "retryable",
+        Route::Pause(_) => "environment",
+    };
+    async {
+        match route {
+            Route::DeadLetter(reason) => dead_letter(ctx, lease, &reason).await,
+            // Faults are waited out with the lease held (`process_through_faults`);
+            // one that reaches here has no job left to run.
+            Route::Pause(reason) => {
+                pause_for_fault(ctx, &reason);
+                release(
+                    ctx,
+                    lease,
+                    "released after a fault of the agent's environment",
+                )
+                .await;
+            }
+            Route::Retry(reason) => retry_or_give_up(ctx, lease, &reason).await,
         }
-        Route::Retry(reason) => retry_or_give_up(ctx, lease, &reason).await,
     }
+    .instrument(tracing::info_span!("failure", class))
+    .await
 }
 
 /// Extends the lease every third of it; returns only if the lease is lost.
@@ -767,7 +847,7 @@ async fn heartbeat(ctx: &Ctx, lease: &Lease) {
     loop {
         tick.tick().await;
         match ctx.deps.queue.extend(lease, ctx.settings.lease).await {
-            Ok(()) => tracing::debug!(event = "lease_extended", "lease extended"),
+            Ok(()) => tracing::debug!(target: JOBS, event = "lease_extended", "lease extended"),
             Err(QueueError::LeaseLost(e)) => {
                 tracing::warn!(event = "lease_lost", error = %e, "lease lost; abandoning the job (another worker has it)");
                 return;
@@ -845,27 +925,41 @@ fn result_instance(ctx: &Ctx) -> ResultInstance {
 }
 
 /// Counts a written (or already written) result and acks the job.
-async fn finish(ctx: &Ctx, lease: &Lease, outcome: PutOutcome, bytes: u64) {
+async fn finish(
+    ctx: &Ctx,
+    lease: &Lease,
+    outcome: PutOutcome,
+    bytes: u64,
+    started_at: SystemTime,
+) {
     match outcome {
         PutOutcome::Created => {
-            tracing::info!(event = "job_done", bytes, "job done");
+            tracing::debug!(target: JOBS, event = "job_done", bytes, "job done");
             // The environment works again: the next fault starts its backoff afresh.
             ctx.fault_backoff.lock().unwrap().reset();
             ctx.counters.done.fetch_add(1, Ordering::Relaxed);
             ctx.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+            observe_duration(ctx, started_at);
         }
         PutOutcome::AlreadyExists => {
-            tracing::info!(
+            tracing::debug!(
+                target: JOBS,
                 event = "job_redone",
                 "result already written by an earlier attempt; counted once"
             );
             ctx.counters.redone.fetch_add(1, Ordering::Relaxed);
+            observe_duration(ctx, started_at);
         }
     }
     if let Err(e) = ctx.deps.queue.ack(lease).await {
         // The result is written; a redelivery will find it and count it as redone.
         tracing::warn!(event = "ack_failed", error = %e, "ack failed after the result was written");
     }
+}
+
+fn observe_duration(ctx: &Ctx, started_at: SystemTime) {
+    let took = started_at.elapsed().unwrap_or_default();
+    ctx.counters.job_duration.observe(took);
 }
 
 async fn retry_or_give_up(ctx: &Ctx, lease: &Lease, reason: &str) {
@@ -960,6 +1054,8 @@ pub fn summary(
         bytes_read: c.bytes_read.load(Ordering::Relaxed),
         throughput: None,
         failure: None,
+        metrics: None,
+        agent: None,
     }
 }
 

@@ -50,20 +50,23 @@ const FILE_READ_CHUNK: usize = 1 << 20;
 
 /// Why a store operation failed, in the worker's three classes (docs/architecture.md#defaults), plus
 /// "not found" for whole-object reads (`get`), where it is an answer, not a failure.
+///
+/// The message is for people and says only what happened; the class is the variant
+/// (and [`StoreError::class`]), never a word in front of the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// Worth trying again later: 5xx, SlowDown, timeouts, a body cut short after retries.
-    #[error("retryable: {0}")]
+    #[error("{0}")]
     Retryable(String),
     /// This job can never succeed: missing object, range past the end, an object that
     /// is not whole records, an object changed since the plan, a bad URL or key.
-    #[error("permanent: {0}")]
+    #[error("{0}")]
     Permanent(String),
     /// The agent or its environment is wrong: access denied, no credentials, wrong region.
-    #[error("fault: {0}")]
+    #[error("{0}")]
     Fault(String),
     /// `get` of an object that does not exist (a job's read reports `Permanent`).
-    #[error("not found: {0}")]
+    #[error("{0}")]
     NotFound(String),
 }
 

@@ -539,3 +539,24 @@ async fn the_cache_keeps_one_store_per_base() {
     let f2 = cache.get("file:///").await.unwrap();
     assert!(Arc::ptr_eq(f1.object_store(), f2.object_store()));
 }
+
+#[test]
+fn messages_say_what_happened_without_the_class_word() {
+    // The class is the variant (and a log field), never a prefix people read.
+    for e in [
+        StoreError::Retryable("GET k: HTTP 503".into()),
+        StoreError::Permanent("bad store URL \"x\": relative URL without a base".into()),
+        StoreError::Fault("GET k: access denied".into()),
+        StoreError::NotFound("GET k: no such object".into()),
+    ] {
+        let text = e.to_string();
+        for word in ["retryable", "permanent", "fault", "not found:"] {
+            assert!(!text.starts_with(word), "{e:?} reads {text:?}");
+        }
+        let (StoreError::Retryable(m)
+        | StoreError::Permanent(m)
+        | StoreError::Fault(m)
+        | StoreError::NotFound(m)) = &e;
+        assert_eq!(&text, m);
+    }
+}

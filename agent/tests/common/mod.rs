@@ -113,6 +113,7 @@ pub fn config(concurrency: u32, lease_seconds: u64) -> Config {
         processors: Processors::default(),
         publish_tags: true,
         lifecycle_hook: "rangefleet-drain".into(),
+        metrics_listen: None,
     }
 }
 

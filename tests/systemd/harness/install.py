@@ -35,6 +35,10 @@ USERDATA_MODULE = REPO / "terraform/modules/userdata/main.tf"
 
 UNIT_NAME = "rangefleet-agent.service"
 DROPIN = "/etc/systemd/system/rangefleet-agent.service.d/50-rangefleet-harness.conf"
+# The unit's optional EnvironmentFile=. The drills follow jobs through their entries
+# (job_started, job_done), which are debug: turned on as docs/operations.md says.
+AGENT_ENV = "/etc/rangefleet/agent.env"
+JOB_LINES = "RUST_LOG=info,rangefleet::jobs=debug\n"
 SHARED = "/srv/rangefleet"
 
 # Where the module's install_argv puts the binary (terraform/modules/userdata/main.tf).
@@ -215,6 +219,7 @@ def install(c: Container, agent_config: str, url: str, sha256: str, imds_url: st
                 w.permissions)
     c.write(DROPIN, dropin(imds_url))
     c.write(FAILED_DROPIN, failed_dropin(imds_url))
+    c.write(AGENT_ENV, JOB_LINES)
     argv = install_argv(url, sha256)
     if not start:
         argv.append("--no-start")
