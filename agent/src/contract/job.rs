@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::allow::AllowList;
+use crate::contract::allow::{AllowList, Location};
 use crate::error::ErrorClass;
 
 /// The processors a job may name.
@@ -183,12 +183,13 @@ impl BadJob {
     }
 }
 
-/// Parses and checks a message: version, numbers, processor, and the allow-list.
+/// Parses and checks a message: version, numbers, processor, and the allow-list. The
+/// [`Location`] is the source as the allow-list checked it: the one to read.
 pub fn parse(
     body: &str,
     allow: &AllowList,
     processors: &[ProcessorKind],
-) -> Result<(Job, ProcessorKind), BadJob> {
+) -> Result<(Job, ProcessorKind, Location), BadJob> {
     let value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| BadJob(format!("message is not JSON: {e}")))?;
     match value.get("v").and_then(|v| v.as_u64()) {
@@ -243,10 +244,10 @@ pub fn parse(
             job.processor
         )));
     }
-    allow
+    let location = allow
         .check(&job.source)
         .map_err(|e| BadJob(e.to_string()))?;
-    Ok((job, kind))
+    Ok((job, kind, location))
 }
 
 #[cfg(test)]

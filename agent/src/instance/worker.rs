@@ -28,14 +28,14 @@ use tracing::Instrument;
 
 use crate::backoff::FullJitter;
 use crate::boot::Identity;
-use crate::contract::allow::{AllowList, UrlError};
+use crate::contract::allow::{AllowList, Location, UrlError};
 use crate::contract::job::{self, BadJob, Job};
 use crate::contract::result::{ResultDoc, ResultInstance};
 use crate::contract::summary::{InstanceSummary, Interruption};
 use crate::instance::fetch::{Fetcher, WindowStats};
 use crate::process::{exec, ProcessorKind};
 use crate::queue::{Lease, Queue, QueueError};
-use crate::store::{self, Expect, PutOutcome, Store, StoreCache, StoreError};
+use crate::store::{Expect, PutOutcome, Store, StoreCache, StoreError};
 use crate::time::rfc3339;
 
 /// A retryable failure at this receive count is dead-lettered (docs/architecture.md#defaults).
@@ -296,7 +296,9 @@ pub async fn run(deps: Deps, settings: Settings, control: Control) -> Result<Out
                         id,
                         InFlight {
                             started: Instant::now(),
-                            total_bytes: parsed.as_ref().map_or(0, |(j, _)| j.range().byte_len()),
+                            total_bytes: parsed
+                                .as_ref()
+                                .map_or(0, |(j, _, _)| j.range().byte_len()),
                             read: read.clone(),
                             abandon: abandon.clone(),
                         },
@@ -524,11 +526,11 @@ enum Ended {
 async fn run_job(
     ctx: &Ctx,
     lease: Lease,
-    parsed: Result<(Job, ProcessorKind), BadJob>,
+    parsed: Result<(Job, ProcessorKind, Location), BadJob>,
     abandon: CancellationToken,
     read: Arc<AtomicU64>,
 ) {
-    let (job, kind) = match parsed {
+    let (job, kind, location) = match parsed {
         Ok(j) => j,
         Err(BadJob(reason)) => {
             tracing::warn!(event = "bad_job", queue_message_id = %lease.message_id, %reason, "refusing a bad job");
@@ -542,7 +544,7 @@ async fn run_job(
         tracing::info!(event = "job_started", "job started");
         let started_at = SystemTime::now();
         let ended = tokio::select! {
-            r = process(ctx, &job, kind, &read) => match r {
+            r = process(ctx, &job, kind, &location, &read) => match r {
                 Ok((output, bytes)) => Ended::Done(output, bytes),
                 Err(e) => Ended::Failed(e),
             },
@@ -605,10 +607,17 @@ async fn process(
     ctx: &Ctx,
     job: &Job,
     kind: ProcessorKind,
+    location: &Location,
     read: &AtomicU64,
 ) -> Result<(Value, u64), JobError> {
-    let (base, key) = store::locate(&job.source).map_err(JobError::Store)?;
-    let source = ctx.deps.stores.get(&base).await.map_err(JobError::Store)?;
+    // Exactly what the allow-list checked: its normalised store and key.
+    let source = ctx
+        .deps
+        .stores
+        .get(&location.base())
+        .await
+        .map_err(JobError::Store)?;
+    let key = location.key();
     let range = job.range();
     let expect = Expect {
         size: job.object_size,
@@ -617,7 +626,7 @@ async fn process(
     if kind != ProcessorKind::Exec {
         let (acc, bytes) = ctx
             .fetcher
-            .read_merged(&source, &key, &range, &expect, kind, read)
+            .read_merged(&source, key, &range, &expect, kind, read)
             .await
             .map_err(JobError::Store)?;
         return Ok((acc.output(), bytes));
@@ -638,7 +647,7 @@ async fn process(
         .fetcher
         .read_in_order(
             &source,
-            &key,
+            key,
             &range,
             &expect,
             read,
