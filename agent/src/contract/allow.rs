@@ -61,7 +61,7 @@ pub enum UrlError {
         url: String,
     },
     /// The bucket, host or port is not one the agent reads from (an S3 bucket name is
-    /// 3 to 63 of lower-case letters, digits, `.` and `-`, and has no port; a file URL
+    /// lower case (a-z 0-9 . - _) and has no port; a file URL
     /// has no host).
     #[error("{url:?}: {why}")]
     Authority {
@@ -194,7 +194,7 @@ impl Location {
                 let bucket = parsed.host_str().unwrap_or("");
                 if parsed.port().is_some() || bucket != authority || !is_bucket_name(bucket) {
                     return Err(bad(
-                        "an S3 bucket name is 3 to 63 of a-z 0-9 . - (lower case, no port)",
+                        "an S3 bucket name is lower case (a-z 0-9 . - _) and has no port",
                     ));
                 }
                 bucket.to_string()
@@ -268,15 +268,15 @@ impl std::fmt::Display for Location {
     }
 }
 
-/// AWS's bucket naming rule: 3 to 63 of lower-case letters, digits, `.` and `-`,
-/// starting and ending with a letter or digit. AWS compares names exactly, so an
-/// upper-case spelling is another (invalid) name, not the same bucket.
+/// A bucket name as S3 can hold it: 1 to 255 of lower-case letters, digits, `.`, `-`
+/// and `_` (today's rule is 3 to 63 without `_`; older us-east-1 buckets are looser,
+/// but never upper case: S3 compares names exactly, so `BUCKET` is another, invalid
+/// name, not `bucket`).
 pub fn is_bucket_name(b: &str) -> bool {
-    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    (3..=63).contains(&b.len())
-        && b.bytes().all(|c| edge(c) || c == b'.' || c == b'-')
-        && b.bytes().next().is_some_and(edge)
-        && b.bytes().last().is_some_and(edge)
+    (1..=255).contains(&b.len())
+        && b.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'_')
+        })
 }
 
 enum PathFault {
@@ -478,7 +478,7 @@ mod tests {
             "s3://BUCKET/trips/x",
             "S3://Bucket/trips/x",
             "s3://bucket:443/trips/x",
-            "s3://bucket./trips/x",
+            "s3://bucket:/trips/x",
             "s3://bu%63ket/trips/x",
         ] {
             assert!(l.check(bad).is_err(), "{bad} should be refused");
