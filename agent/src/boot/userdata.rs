@@ -168,7 +168,9 @@ fn decode_layer(raw: &[u8], what: &str, depth: usize) -> Result<ConfigDocument, 
 ///
 /// The depth is an over-estimate: block depth is the stack of increasing indentations
 /// plus the `- `/`? ` entries that open on the same line, plus one for a mapping;
-/// flow depth counts every `[` and `{` (quoted or not) less the closers seen.
+/// flow depth counts every `[` and `{` less the closers seen, skipping quoted scalars
+/// and comments inside flow collections. Where that estimate could still be fooled,
+/// [`MAX_OPENERS`] bounds the depth the parser can meet.
 pub fn check_structure(text: &str, what: &str) -> Result<(), UserdataError> {
     if let Some(i) = text.find('\0') {
         let line = text[..i].bytes().filter(|&b| b == b'\n').count() + 1;
@@ -177,6 +179,9 @@ pub fn check_structure(text: &str, what: &str) -> Result<(), UserdataError> {
     let too = |why: String| Err(UserdataError::TooNested(what.to_string(), why));
     let (mut flow, mut openers) = (0usize, 0usize);
     let mut indents: Vec<usize> = Vec::new();
+    // Flow context only: the open quote, and the last byte that was not blank.
+    let mut quote: Option<u8> = None;
+    let mut last = b' ';
     for (n, line) in text.lines().enumerate() {
         let body = line.trim_start_matches([' ', '\t']);
         if flow == 0 && !body.is_empty() && !body.starts_with('#') {
@@ -199,7 +204,37 @@ pub fn check_structure(text: &str, what: &str) -> Result<(), UserdataError> {
                 return too(format!("line {} is {depth} levels deep", n + 1));
             }
         }
-        for b in line.bytes() {
+        // Inside a flow collection, brackets in quoted scalars and comments are text:
+        // a closer there must not lower the count (`["]]]",[…`).
+        let mut prev = b' ';
+        let mut it = line.bytes().peekable();
+        while let Some(b) = it.next() {
+            if flow > 0 {
+                if let Some(q) = quote.take() {
+                    match (q, b) {
+                        (b'"', b'\\') => {
+                            it.next();
+                            quote = Some(q);
+                        }
+                        (b'\'', b'\'') if it.peek() == Some(&b'\'') => {
+                            it.next();
+                            quote = Some(q);
+                        }
+                        _ if b == q => {}
+                        _ => quote = Some(q),
+                    }
+                    prev = b;
+                    continue;
+                }
+                if (b == b'"' || b == b'\'') && matches!(last, b'[' | b'{' | b',' | b':' | b'?') {
+                    quote = Some(b);
+                    prev = b;
+                    continue;
+                }
+                if b == b'#' && (prev == b' ' || prev == b'\t') {
+                    break;
+                }
+            }
             match b {
                 b'[' | b'{' => {
                     flow += 1;
@@ -218,6 +253,13 @@ pub fn check_structure(text: &str, what: &str) -> Result<(), UserdataError> {
                 b']' | b'}' => flow = flow.saturating_sub(1),
                 _ => {}
             }
+            if !b.is_ascii_whitespace() {
+                last = b;
+            }
+            prev = b;
+        }
+        if flow == 0 {
+            quote = None;
         }
     }
     Ok(())
