@@ -234,6 +234,14 @@ fn nesting_bombs_are_refused_at_once() {
             fake_closers(100_000).into_bytes(),
         ),
         (
+            "closers in comments".into(),
+            format!("tags: {}", "[ # ]\n".repeat(100_000)).into_bytes(),
+        ),
+        (
+            "closers in single quotes".into(),
+            format!("tags: {}", "['it''s]',".repeat(50_000)).into_bytes(),
+        ),
+        (
             "in a cloud-config".into(),
             cloud_config(&format!(
                 "  - path: /etc/rangefleet/agent.yaml\n    content: {}\n",
