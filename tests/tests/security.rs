@@ -135,28 +135,46 @@ fn trace_logs_never_hold_the_imds_token() {
     let ud = dir.0.join("user-data");
     std::fs::write(&ud, &config).unwrap();
     let mock = ImdsMock::start(&["--userdata", ud.to_str().unwrap(), "--role", "fleet-worker"]);
-    let (_, out, err) = finish(
-        spawn(
-            rangefleet()
-                .args(["agent", "--until-empty"])
-                .env_remove("AWS_EC2_METADATA_DISABLED")
-                .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &mock.url)
-                .env("RUST_LOG", "trace")
-                .env("RANGEFLEET_LOG_FORMAT", "text"),
-        ),
-        Duration::from_secs(15),
-    );
-    let all = format!("{out}\n{err}");
-    // The run did what the test needs: trace output, and IMDS asked for credentials.
-    assert!(all.contains("TRACE"), "no trace output:\n{all}");
+    // To files, not pipes: trace output would fill a pipe and stall the agent.
+    let (out_path, err_path) = (dir.0.join("stdout"), dir.0.join("stderr"));
+    let child = rangefleet()
+        .args(["agent", "--until-empty"])
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &mock.url)
+        .env("RUST_LOG", "trace")
+        .env("RANGEFLEET_LOG_FORMAT", "text")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    // Until the SDK has fetched credentials from the mock (with the token header), and
+    // a little longer for it to log its requests; generous for a loaded machine.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let stats = rt.block_on(mock.stats());
-    let creds = stats["GET"]["/latest/meta-data/iam/security-credentials/fleet-worker"]
-        .as_u64()
-        .unwrap_or(0);
+    let creds_path = "/latest/meta-data/iam/security-credentials/fleet-worker";
+    let started = Instant::now();
+    let mut stats = serde_json::Value::Null;
+    while started.elapsed() < Duration::from_secs(90) {
+        stats = rt.block_on(mock.stats());
+        if stats["GET"][creds_path].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    finish(child, Duration::ZERO);
+    let all = format!(
+        "{}\n{}",
+        std::fs::read_to_string(&out_path).unwrap(),
+        std::fs::read_to_string(&err_path).unwrap()
+    );
+    let tail: String = all.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+    // The run did what the test needs: trace output, and the SDK asked IMDS for
+    // credentials.
+    assert!(all.contains("TRACE"), "no trace output:\n{tail}");
     assert!(
-        creds >= 1,
-        "the SDK never asked IMDS for credentials: {stats}"
+        stats["GET"][creds_path].as_u64().unwrap_or(0) >= 1,
+        "the SDK never asked IMDS for credentials: {stats}\n{tail}"
     );
     for secret in ["mock-token-", "imds-mock-test-session-token"] {
         assert!(
