@@ -352,12 +352,12 @@ impl AllowList {
     /// prefixes; otherwise why not. The caller reads exactly the returned location.
     pub fn check(&self, source: &str) -> Result<Location, AllowError> {
         let loc = Location::parse(source)?;
-        if loc.is_folder() {
-            return Err(AllowError::Folder {
-                source_url: source.to_string(),
-            });
-        }
         if self.prefixes.iter().any(|p| loc.is_under(p)) {
+            if loc.is_folder() {
+                return Err(AllowError::Folder {
+                    source_url: source.to_string(),
+                });
+            }
             Ok(loc)
         } else {
             Err(AllowError::NotAllowed {
