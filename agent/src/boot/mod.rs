@@ -82,6 +82,9 @@ pub enum BootError {
     /// Tags that break AWS's rules once expanded.
     #[error("invalid tags: {0}")]
     Tags(tags::TagError),
+    /// Reading and checking the config did not end before the boot deadline.
+    #[error("the config was not read and checked within the boot deadline")]
+    ParseDeadline,
     /// The on-instance config file exists but cannot be read.
     #[error("failed to read the config file {}: {error} (fix its permissions, or remove it to use user-data)", path.display())]
     LocalConfig {
@@ -101,7 +104,9 @@ impl BootError {
             BootError::Userdata(_) | BootError::Config(_) | BootError::Tags(_) => {
                 crate::exit::USAGE
             }
-            BootError::NoUserdata { .. } | BootError::LocalConfig { .. } => crate::exit::USAGE,
+            BootError::NoUserdata { .. }
+            | BootError::LocalConfig { .. }
+            | BootError::ParseDeadline => crate::exit::USAGE,
             _ => crate::exit::FAILURE,
         }
     }
@@ -117,13 +122,60 @@ pub async fn boot(imds: &ImdsClient, deadline: Instant) -> Result<Boot, BootErro
 /// The config text of `local` (path, text) when the file exists; `None` when it does
 /// not (then user-data holds the config).
 pub fn read_local_config(local: &Path) -> Result<Option<String>, BootError> {
-    match std::fs::read_to_string(local) {
-        Ok(text) => Ok(Some(text)),
+    let err = |error: String| BootError::LocalConfig {
+        path: local.to_path_buf(),
+        error,
+    };
+    match read_capped(local) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| err(format!("not UTF-8 text: {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(BootError::LocalConfig {
-            path: local.to_path_buf(),
-            error: e.to_string(),
-        }),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Reads a config or user-data input (`-` is stdin), stopping at
+/// [`userdata::MAX_DECODED`] bytes: a larger input (`/dev/zero`) is an error as soon as
+/// one byte more has been read, never read whole.
+pub fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let cap = userdata::MAX_DECODED as u64;
+    let mut out = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().lock().take(cap + 1).read_to_end(&mut out)
+    } else {
+        std::fs::File::open(path)?
+            .take(cap + 1)
+            .read_to_end(&mut out)
+    };
+    read?;
+    if out.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("the input is larger than the {cap} bytes a config or user-data may be"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The one validation of user-data: what the agent's boot runs and what `userdata
+/// check` runs, so the two can never disagree.
+pub fn config_from_userdata(raw: &[u8]) -> Result<Config, BootError> {
+    let doc = userdata::decode(raw)?;
+    Ok(config::parse(&doc)?)
+}
+
+/// Runs `check` (reading and validating a config) off the async threads, giving up at
+/// `deadline`: the boot deadline bounds parsing too.
+async fn parse_by<T: Send + 'static>(
+    deadline: Instant,
+    check: impl FnOnce() -> Result<T, BootError> + Send + 'static,
+) -> Result<T, BootError> {
+    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(check)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+        Err(_) => Err(BootError::ParseDeadline),
     }
 }
 
@@ -173,16 +225,18 @@ pub async fn boot_from(
         ami_id: ami_id.unwrap_or_default(),
     };
     let (config, config_source) = match local_text {
-        Some((path, text)) => (
-            config::parse_text(&text, &path.display().to_string())?,
-            ConfigSource::File { path },
-        ),
+        Some((path, text)) => {
+            let origin = path.display().to_string();
+            let config =
+                parse_by(deadline, move || Ok(config::parse_text(&text, &origin)?)).await?;
+            (config, ConfigSource::File { path })
+        }
         None => {
             let raw = raw.ok_or_else(|| BootError::NoUserdata {
                 endpoint: imds.endpoint().to_string(),
             })?;
-            let doc = userdata::decode(&raw)?;
-            (config::parse(&doc)?, ConfigSource::UserData)
+            let config = parse_by(deadline, move || config_from_userdata(&raw)).await?;
+            (config, ConfigSource::UserData)
         }
     };
 

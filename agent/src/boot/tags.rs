@@ -69,24 +69,25 @@ pub fn check(key: &str, value: &str) -> Result<(), TagError> {
             "tag {key:?}: value must be at most {MAX_VALUE} characters, got {n}"
         )));
     }
-    for name in placeholders(value) {
-        if !PLACEHOLDERS.contains(&name) {
+    // Every `{` starts a placeholder: a near miss (`{instance-id}`, an unclosed
+    // `{instance_id`) would otherwise stay in the tag as written.
+    for rest in value.split('{').skip(1) {
+        let name = rest.find('}').map(|end| &rest[..end]);
+        if !name.is_some_and(|n| PLACEHOLDERS.contains(&n)) {
+            let shown = match name {
+                Some(n) => format!("{{{n}}}"),
+                None => format!(
+                    "an unclosed {{{}",
+                    rest.chars().take(24).collect::<String>()
+                ),
+            };
             return Err(TagError(format!(
-                "tag {key:?}: unknown placeholder {{{name}}} (known: {})",
+                "tag {key:?}: unknown placeholder {shown} (known: {})",
                 PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")
             )));
         }
     }
     Ok(())
-}
-
-/// The `{name}` placeholders in a value.
-fn placeholders(value: &str) -> impl Iterator<Item = &str> {
-    value.split('{').skip(1).filter_map(|rest| {
-        let name = &rest[..rest.find('}')?];
-        (!name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
-            .then_some(name)
-    })
 }
 
 /// A value with its placeholders filled from `identity`.
@@ -198,7 +199,15 @@ mod tests {
             .unwrap_err()
             .0
             .contains("unknown placeholder"));
-        assert!(check("k", "{ not a placeholder }").is_ok());
+        // Every `{` starts a placeholder: near misses are refused, never kept as text.
+        for near in [
+            "{ not a placeholder }",
+            "{instance-id}",
+            "w-{instance_id",
+            "{}",
+        ] {
+            assert!(check("k", near).is_err(), "{near}");
+        }
     }
 
     #[test]

@@ -7,7 +7,12 @@
 //! - a MIME multipart whose cloud-config part (or a config-document part) holds it;
 //! - the config document itself: YAML, JSON or TOML.
 //!
-//! Every output is capped at [`MAX_DECODED`] bytes, so a gzip bomb stops early.
+//! Every output is capped at [`MAX_DECODED`] bytes, so a gzip bomb stops early, and
+//! every text is checked by [`check_structure`] before a YAML, JSON or TOML parser sees
+//! it: no NUL byte, nesting at most [`MAX_NESTING`] deep and at most [`MAX_OPENERS`]
+//! `[`/`{` in all (libyaml's scanner is quadratic in the nesting depth: half a million
+//! `[` in 1 KiB of gzip ran for minutes). The pre-scan is linear and errs on the side of
+//! refusing; no real config comes near either limit.
 
 use std::io::Read;
 
@@ -19,6 +24,12 @@ pub const CONFIG_PATH: &str = "/etc/rangefleet/agent.yaml";
 pub const MAX_DECODED: usize = 1 << 20;
 /// Deepest nesting of encodings accepted.
 pub const MAX_LAYERS: usize = 6;
+/// Deepest nesting of collections (block indentation, `- ` entries, `[` and `{`)
+/// accepted in a YAML, JSON or TOML text (docs/config.md).
+pub const MAX_NESTING: usize = 32;
+/// Most `[` and `{` a text may hold in all, however they nest: a bound that holds
+/// even where the nesting estimate could be fooled (brackets inside quoted strings).
+pub const MAX_OPENERS: usize = 256;
 
 /// The format of a config document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +78,16 @@ pub enum UserdataError {
     /// Too many layers of encoding.
     #[error("user-data is wrapped more than {MAX_LAYERS} layers deep")]
     TooDeep,
+    /// A text nested deeper than [`MAX_NESTING`], or with more than [`MAX_OPENERS`]
+    /// brackets: refused before any parser runs.
+    #[error("{0} is nested too deeply: {1} (at most {MAX_NESTING} levels and {MAX_OPENERS} [ or {{ in all)")]
+    TooNested(String, String),
+    /// A NUL byte in a text.
+    #[error("{0} holds a NUL byte (line {1}); a config is text")]
+    Nul(String, usize),
+    /// Two write_files entries for the agent's config.
+    #[error("#cloud-config has {0} write_files entries for {CONFIG_PATH}; cloud-init writes the last and the agent would read the first: keep one")]
+    DuplicateEntry(usize),
     /// A `#cloud-config` that is not valid YAML.
     #[error("#cloud-config is not valid YAML: {0}")]
     CloudConfigYaml(String),
@@ -133,12 +154,115 @@ fn decode_layer(raw: &[u8], what: &str, depth: usize) -> Result<ConfigDocument, 
             head.split_whitespace().next().unwrap_or("directive")
         )));
     }
+    check_structure(text, what)?;
     Ok(ConfigDocument {
         format: sniff(text),
         text: text.to_string(),
         origin: what.to_string(),
         line_offset: 0,
     })
+}
+
+/// Refuses a text no parser should be given: a NUL byte, nesting deeper than
+/// [`MAX_NESTING`], or more than [`MAX_OPENERS`] `[`/`{`. Linear in the text.
+///
+/// The depth is an over-estimate: block depth is the stack of increasing indentations
+/// plus the `- `/`? ` entries that open on the same line, plus one for a mapping;
+/// flow depth counts every `[` and `{` less the closers seen, skipping quoted scalars
+/// and comments inside flow collections. Where that estimate could still be fooled,
+/// [`MAX_OPENERS`] bounds the depth the parser can meet.
+pub fn check_structure(text: &str, what: &str) -> Result<(), UserdataError> {
+    if let Some(i) = text.find('\0') {
+        let line = text[..i].bytes().filter(|&b| b == b'\n').count() + 1;
+        return Err(UserdataError::Nul(what.to_string(), line));
+    }
+    let too = |why: String| Err(UserdataError::TooNested(what.to_string(), why));
+    let (mut flow, mut openers) = (0usize, 0usize);
+    let mut indents: Vec<usize> = Vec::new();
+    // Flow context only: the open quote, and the last byte that was not blank.
+    let mut quote: Option<u8> = None;
+    let mut last = b' ';
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches([' ', '\t']);
+        if flow == 0 && !body.is_empty() && !body.starts_with('#') {
+            let indent = line.len() - body.len();
+            while indents.last().is_some_and(|&t| t >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+            let mut rest = body;
+            let mut entries = 0;
+            while let Some(r) = ["- ", "? ", "-\t"]
+                .iter()
+                .find_map(|p| rest.strip_prefix(p))
+            {
+                entries += 1;
+                rest = r.trim_start();
+            }
+            let depth = indents.len() + entries + 1;
+            if depth > MAX_NESTING {
+                return too(format!("line {} is {depth} levels deep", n + 1));
+            }
+        }
+        // Inside a flow collection, brackets in quoted scalars and comments are text:
+        // a closer there must not lower the count (`["]]]",[…`).
+        let mut prev = b' ';
+        let mut it = line.bytes().peekable();
+        while let Some(b) = it.next() {
+            if flow > 0 {
+                if let Some(q) = quote.take() {
+                    match (q, b) {
+                        (b'"', b'\\') => {
+                            it.next();
+                            quote = Some(q);
+                        }
+                        (b'\'', b'\'') if it.peek() == Some(&b'\'') => {
+                            it.next();
+                            quote = Some(q);
+                        }
+                        _ if b == q => {}
+                        _ => quote = Some(q),
+                    }
+                    prev = b;
+                    continue;
+                }
+                if (b == b'"' || b == b'\'') && matches!(last, b'[' | b'{' | b',' | b':' | b'?') {
+                    quote = Some(b);
+                    prev = b;
+                    continue;
+                }
+                if b == b'#' && (prev == b' ' || prev == b'\t') {
+                    break;
+                }
+            }
+            match b {
+                b'[' | b'{' => {
+                    flow += 1;
+                    openers += 1;
+                    if openers > MAX_OPENERS {
+                        return too(format!("line {} brings the [ and {{ to {openers}", n + 1));
+                    }
+                    if flow + indents.len() > MAX_NESTING {
+                        return too(format!(
+                            "line {} opens level {}",
+                            n + 1,
+                            flow + indents.len()
+                        ));
+                    }
+                }
+                b']' | b'}' => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            if !b.is_ascii_whitespace() {
+                last = b;
+            }
+            prev = b;
+        }
+        if flow == 0 {
+            quote = None;
+        }
+    }
+    Ok(())
 }
 
 /// JSON starts with `{`; TOML's first statement is `key = …` or a `[table]`; else YAML.
@@ -165,6 +289,7 @@ fn sniff(text: &str) -> Format {
 
 fn from_cloud_config(text: &str) -> Result<ConfigDocument, UserdataError> {
     let outer = text;
+    check_structure(text, "#cloud-config")?;
     let doc: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(text).map_err(|e| UserdataError::CloudConfigYaml(e.to_string()))?;
     let files = match doc.get("write_files") {
@@ -176,13 +301,23 @@ fn from_cloud_config(text: &str) -> Result<ConfigDocument, UserdataError> {
         }
         None => return Err(UserdataError::NoConfigEntry),
     };
-    let entry = files
+    let ours: Vec<&serde_yaml_ng::Value> = files
         .iter()
-        .find(|f| f.get("path").and_then(|p| p.as_str()) == Some(CONFIG_PATH))
-        .ok_or(UserdataError::NoConfigEntry)?;
-    let content = match entry.get("content") {
-        Some(serde_yaml_ng::Value::String(s)) => s.as_str(),
-        Some(serde_yaml_ng::Value::Null) | None => "",
+        .filter(|f| {
+            f.get("path")
+                .and_then(|p| p.as_str())
+                .is_some_and(|p| same_path(p, CONFIG_PATH))
+        })
+        .collect();
+    let entry = match ours.as_slice() {
+        [] => return Err(UserdataError::NoConfigEntry),
+        [one] => *one,
+        many => return Err(UserdataError::DuplicateEntry(many.len())),
+    };
+    let origin = format!("write_files entry {CONFIG_PATH} of the #cloud-config");
+    let content: Vec<u8> = match entry.get("content") {
+        Some(serde_yaml_ng::Value::String(s)) => s.as_bytes().to_vec(),
+        Some(serde_yaml_ng::Value::Null) | None => Vec::new(),
         Some(_) => return Err(UserdataError::BadEntry("content must be a string".into())),
     };
     let encoding = entry
@@ -190,17 +325,20 @@ fn from_cloud_config(text: &str) -> Result<ConfigDocument, UserdataError> {
         .and_then(|e| e.as_str())
         .unwrap_or("text/plain")
         .to_ascii_lowercase();
-    let origin = format!("write_files entry {CONFIG_PATH} of the #cloud-config");
+    // cloud-init's encodings: base64, gzip, or gzip then base64.
     let bytes = match encoding.as_str() {
-        "text/plain" => content.as_bytes().to_vec(),
-        "b64" | "base64" => unbase64(content.as_bytes(), &origin)?,
-        "gz" | "gzip" => content.as_bytes().to_vec(),
+        "text/plain" => content,
+        "b64" | "base64" => unbase64(&content, &origin)?,
+        // Gzip bytes reach YAML as `!!binary` (base64), which the YAML parser hands
+        // over as its base64 text: decode that first, as cloud-init does.
+        "gz" | "gzip" if content.starts_with(&[0x1f, 0x8b]) => gunzip(&content)?,
+        "gz" | "gzip" => gunzip(&unbase64(&content, &origin)?)?,
         "gz+b64" | "gzip+b64" | "gz+base64" | "gzip+base64" => {
-            gunzip(&unbase64(content.as_bytes(), &origin)?)?
+            gunzip(&unbase64(&content, &origin)?)?
         }
         other => {
             return Err(UserdataError::BadEntry(format!(
-                "unknown encoding {other:?} (use b64, gz+b64 or leave it out)"
+                "unknown encoding {other:?} (use b64, gzip, gz+b64 or leave it out)"
             )))
         }
     };
@@ -212,6 +350,7 @@ fn from_cloud_config(text: &str) -> Result<ConfigDocument, UserdataError> {
     if text.trim().is_empty() {
         return Err(UserdataError::BadEntry("content is empty".into()));
     }
+    check_structure(&text, &origin)?;
     let line_offset = if encoding == "text/plain" {
         content_offset(outer, &text)
     } else {
@@ -223,6 +362,18 @@ fn from_cloud_config(text: &str) -> Result<ConfigDocument, UserdataError> {
         origin,
         line_offset,
     })
+}
+
+/// Whether two absolute paths name one file as cloud-init writes it (`//` and `/./`
+/// collapse).
+fn same_path(a: &str, b: &str) -> bool {
+    let segs = |p: &str| -> Vec<String> {
+        p.split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .map(str::to_string)
+            .collect()
+    };
+    a.starts_with('/') && segs(a) == segs(b)
 }
 
 /// Lines of `outer` before the one where the plain `content` of our entry starts.
@@ -243,6 +394,8 @@ fn content_offset(outer: &str, content: &str) -> usize {
 
 /// One MIME part: its headers (lower-cased names) and body.
 struct Part<'a> {
+    /// As written (a nested multipart's boundary is case-sensitive).
+    raw_content_type: String,
     content_type: String,
     transfer_encoding: String,
     body: &'a str,
@@ -254,6 +407,7 @@ fn from_mime(text: &str, depth: usize) -> Result<ConfigDocument, UserdataError> 
     if !ctype.to_ascii_lowercase().starts_with("multipart/") {
         // A single-part MIME message: treat its body as the next layer.
         let part = Part {
+            raw_content_type: ctype.clone(),
             content_type: ctype.to_ascii_lowercase(),
             transfer_encoding: header(&headers, "content-transfer-encoding")
                 .unwrap_or_default()
@@ -277,10 +431,10 @@ fn from_mime(text: &str, depth: usize) -> Result<ConfigDocument, UserdataError> 
             .or_else(|| section.strip_prefix('\n'))
             .unwrap_or(section);
         let (h, b) = split_headers(section);
+        let raw_content_type = header(&h, "content-type").unwrap_or_else(|| "text/plain".into());
         parts.push(Part {
-            content_type: header(&h, "content-type")
-                .unwrap_or_else(|| "text/plain".into())
-                .to_ascii_lowercase(),
+            content_type: raw_content_type.to_ascii_lowercase(),
+            raw_content_type,
             transfer_encoding: header(&h, "content-transfer-encoding")
                 .unwrap_or_default()
                 .to_ascii_lowercase(),
@@ -326,10 +480,23 @@ fn from_mime(text: &str, depth: usize) -> Result<ConfigDocument, UserdataError> 
 
 fn decode_part(part: &Part<'_>, depth: usize) -> Result<ConfigDocument, UserdataError> {
     let what = format!("MIME part {}", part.content_type);
+    if depth > MAX_LAYERS {
+        return Err(UserdataError::TooDeep);
+    }
     let bytes = match part.transfer_encoding.as_str() {
         "base64" => unbase64(part.body.as_bytes(), &what)?,
+        "quoted-printable" => unquote_printable(part.body.as_bytes()),
         _ => part.body.as_bytes().to_vec(),
     };
+    if part.content_type.starts_with("multipart/") {
+        // A nested multipart: its boundary is in this part's own header.
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| UserdataError::NotText(what.clone(), e.valid_up_to()))?;
+        return from_mime(
+            &format!("Content-Type: {}\n\n{text}", part.raw_content_type),
+            depth + 1,
+        );
+    }
     if part.content_type.starts_with("text/cloud-config") {
         let text = std::str::from_utf8(&bytes)
             .map_err(|e| UserdataError::NotText(what.clone(), e.valid_up_to()))?;
@@ -385,6 +552,44 @@ fn mime_param(value: &str, name: &str) -> Option<String> {
         let (k, v) = p.split_once('=')?;
         (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().trim_matches('"').to_string())
     })
+}
+
+/// Undoes quoted-printable (RFC 2045 6.7): `=XX` is a byte, `=` at a line's end joins
+/// it to the next, a malformed `=` is kept. Written here: it is a dozen lines, and no
+/// crate the workspace already depends on decodes it.
+fn unquote_printable(b: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'=' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let rest = &b[i + 1..];
+        // A soft line break: `=`, optional trailing blanks, then CRLF or LF.
+        let blanks = rest
+            .iter()
+            .take_while(|c| matches!(c, b' ' | b'\t'))
+            .count();
+        let after = &rest[blanks..];
+        if after.starts_with(b"\r\n") {
+            i += 1 + blanks + 2;
+        } else if after.starts_with(b"\n") {
+            i += 1 + blanks + 1;
+        } else if let (Some(h), Some(l)) = (
+            rest.first().copied().and_then(hex),
+            rest.get(1).copied().and_then(hex),
+        ) {
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(b'=');
+            i += 1;
+        }
+    }
+    out
 }
 
 fn gunzip(raw: &[u8]) -> Result<Vec<u8>, UserdataError> {

@@ -38,7 +38,11 @@ pub async fn run(args: Args) -> i32 {
     let file_config = match &args.config {
         None => None,
         Some(path) => {
-            let text = match std::fs::read_to_string(path) {
+            let text = match crate::boot::read_capped(path).and_then(|b| {
+                String::from_utf8(b).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8: {e}"))
+                })
+            }) {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("error: failed to read --config {}: {e}", path.display());

@@ -83,7 +83,7 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 pub async fn run(args: Args) -> i32 {
     let userdata = match &args.userdata {
         None => None,
-        Some(p) => match std::fs::read(p) {
+        Some(p) => match crate::boot::read_capped(p) {
             Ok(b) => Some(Bytes::from(b)),
             Err(e) => {
                 eprintln!("error: failed to read --userdata {}: {e}", p.display());

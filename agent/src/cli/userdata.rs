@@ -31,28 +31,15 @@ pub fn run(command: Command) -> i32 {
 }
 
 fn check(file: &std::path::Path) -> i32 {
-    let raw = if file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        match std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf) {
-            Ok(_) => buf,
-            Err(e) => {
-                eprintln!("error: failed to read stdin: {e}");
-                return exit::USAGE;
-            }
-        }
-    } else {
-        match std::fs::read(file) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("error: failed to read {}: {e}", file.display());
-                return exit::USAGE;
-            }
+    let raw = match crate::boot::read_capped(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: failed to read {}: {e}", file.display());
+            return exit::USAGE;
         }
     };
-    let config = crate::boot::userdata::decode(&raw)
-        .map_err(|e| e.to_string())
-        .and_then(|doc| crate::boot::config::parse(&doc).map_err(|e| e.to_string()));
-    match config {
+    // Exactly the agent's validation (boot::config_from_userdata).
+    match crate::boot::config_from_userdata(&raw) {
         Ok(config) => {
             let tags: BTreeMap<String, String> = config.tags.clone();
             let report = crate::boot::report(None, &config, &tags, None);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::allow::AllowList;
+use crate::contract::allow::{AllowList, Location};
 use crate::error::ErrorClass;
 
 /// The processors a job may name.
@@ -251,13 +251,14 @@ impl BadJob {
 }
 
 /// Parses and checks a message: version, numbers, processor, the allow-list, and that
-/// its result can be written under `limits`.
+/// its result can be written under `limits`. The [`Location`] is the source as the
+/// allow-list checked it: the one to read.
 pub fn parse(
     body: &str,
     allow: &AllowList,
     processors: &[ProcessorKind],
     limits: &ResultLimits,
-) -> Result<(Job, ProcessorKind), BadJob> {
+) -> Result<(Job, ProcessorKind, Location), BadJob> {
     let value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| BadJob(format!("message is not JSON: {e}")))?;
     match value.get("v").and_then(|v| v.as_u64()) {
@@ -316,10 +317,10 @@ pub fn parse(
             job.processor
         )));
     }
-    allow
+    let location = allow
         .check(&job.source)
         .map_err(|e| BadJob(e.to_string()))?;
-    Ok((job, kind))
+    Ok((job, kind, location))
 }
 
 #[cfg(test)]
@@ -354,6 +355,7 @@ mod tests {
             &[ProcessorKind::Count],
             &ResultLimits::for_results(results),
         )
+        .map(|(job, kind, _)| (job, kind))
     }
 
     #[test]

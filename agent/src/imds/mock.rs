@@ -222,6 +222,12 @@ impl State {
     }
 }
 
+/// How long a connection may take to send a request head (and, kept alive, the next
+/// one) before the mock closes it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// The pause after a failed accept (out of file descriptors): no busy loop.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
 /// A running mock. Dropping the handle does not stop it; cancel `shutdown` for that.
 pub struct MockServer {
     /// Base URL, e.g. `http://127.0.0.1:40123`, no trailing slash.
@@ -248,14 +254,23 @@ impl MockServer {
                     _ = shutdown.cancelled() => break,
                     accepted = listener.accept() => match accepted {
                         Ok(a) => a,
-                        Err(_) => continue,
+                        // Out of file descriptors (connections held open) or a client
+                        // gone before accept: wait a little rather than spin on it.
+                        Err(_) => {
+                            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                            continue;
+                        }
                     },
                 };
                 let st = st.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| handle(st.clone(), req));
-                    // A dropped connection is an injected fault or a client going away.
+                    // A dropped connection is an injected fault or a client going away;
+                    // one that sends no complete request head in time is closed, so
+                    // held-open connections cannot starve the others.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
                 });

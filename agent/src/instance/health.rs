@@ -544,7 +544,7 @@ pub async fn imds_identity(imds: &ImdsClient, deadline: Instant) -> Option<Ident
 /// The config document the agent would read (the on-instance file when it exists, else
 /// user-data), as bytes, for [`lenient_results`].
 pub async fn config_bytes(imds: &ImdsClient, deadline: Instant, local: &Path) -> Option<Vec<u8>> {
-    if let Ok(b) = std::fs::read(local) {
+    if let Ok(b) = crate::boot::read_capped(local) {
         return Some(b);
     }
     imds.get("/latest/user-data", deadline)

@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use crate::backoff::FullJitter;
 use crate::boot::Identity;
-use crate::contract::allow::{AllowList, UrlError};
+use crate::contract::allow::{AllowList, Location, UrlError};
 use crate::contract::job::{self, BadJob, Job};
 use crate::contract::result::{ResultDoc, ResultInstance};
 use crate::contract::summary::{InstanceSummary, Interruption};
@@ -40,7 +40,7 @@ use crate::instance::fetch::{Fetcher, GetWindow, WindowStats};
 use crate::instance::metrics::Timing;
 use crate::process::{exec, ProcessorKind};
 use crate::queue::{Lease, Queue, QueueError};
-use crate::store::{self, Expect, PutOutcome, Store, StoreCache, StoreError};
+use crate::store::{Expect, PutOutcome, Store, StoreCache, StoreError};
 use crate::time::rfc3339;
 
 /// A retryable failure at this receive count is dead-lettered (docs/architecture.md#defaults).
@@ -373,7 +373,9 @@ pub async fn run_counted(
                         id,
                         InFlight {
                             started: Instant::now(),
-                            total_bytes: parsed.as_ref().map_or(0, |(j, _)| j.range().byte_len()),
+                            total_bytes: parsed
+                                .as_ref()
+                                .map_or(0, |(j, _, _)| j.range().byte_len()),
                             read: read.clone(),
                             abandon: abandon.clone(),
                         },
@@ -630,11 +632,11 @@ enum Ended {
 async fn run_job(
     ctx: &Ctx,
     lease: Lease,
-    parsed: Result<(Job, ProcessorKind), BadJob>,
+    parsed: Result<(Job, ProcessorKind, Location), BadJob>,
     abandon: CancellationToken,
     read: Arc<AtomicU64>,
 ) {
-    let (job, kind) = match parsed {
+    let (job, kind, location) = match parsed {
         Ok(j) => j,
         Err(BadJob(reason)) => {
             ctx.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -668,7 +670,7 @@ async fn run_job(
         let heartbeat = heartbeat(ctx, &lease);
         tokio::pin!(heartbeat);
         let ended = tokio::select! {
-            r = process_through_faults(ctx, &job, kind, &read) => match r {
+            r = process_through_faults(ctx, &job, kind, &location, &read) => match r {
                 Ok((output, bytes)) => Ended::Done(output, bytes),
                 Err(e) => Ended::Failed(e),
             },
@@ -721,10 +723,11 @@ async fn process_through_faults(
     ctx: &Ctx,
     job: &Job,
     kind: ProcessorKind,
+    location: &Location,
     read: &AtomicU64,
 ) -> Result<(Value, u64), JobError> {
     loop {
-        match process(ctx, job, kind, read).await {
+        match process(ctx, job, kind, location, read).await {
             Err(e) => match e.route() {
                 Route::Pause(reason) => {
                     wait_out_fault(ctx, &reason).await;
@@ -863,10 +866,17 @@ async fn process(
     ctx: &Ctx,
     job: &Job,
     kind: ProcessorKind,
+    location: &Location,
     read: &AtomicU64,
 ) -> Result<(Value, u64), JobError> {
-    let (base, key) = store::locate(&job.source).map_err(JobError::Store)?;
-    let source = ctx.deps.stores.get(&base).await.map_err(JobError::Store)?;
+    // Exactly what the allow-list checked: its normalised store and key.
+    let source = ctx
+        .deps
+        .stores
+        .get(&location.base())
+        .await
+        .map_err(JobError::Store)?;
+    let key = location.key();
     let range = job.range();
     let expect = Expect {
         size: job.object_size,
@@ -875,7 +885,7 @@ async fn process(
     if kind != ProcessorKind::Exec {
         let (acc, bytes) = ctx
             .fetcher
-            .read_merged(&source, &key, &range, &expect, kind, read)
+            .read_merged(&source, key, &range, &expect, kind, read)
             .await
             .map_err(JobError::Store)?;
         return Ok((acc.output(), bytes));
@@ -904,7 +914,7 @@ async fn process(
     let reads = async {
         let bytes = ctx
             .fetcher
-            .read_in_order(&source, &key, &range, &expect, read, &mut feed)
+            .read_in_order(&source, key, &range, &expect, read, &mut feed)
             .await?;
         feed.finish().await;
         Ok::<_, StoreError>(bytes)
@@ -925,13 +935,7 @@ fn result_instance(ctx: &Ctx) -> ResultInstance {
 }
 
 /// Counts a written (or already written) result and acks the job.
-async fn finish(
-    ctx: &Ctx,
-    lease: &Lease,
-    outcome: PutOutcome,
-    bytes: u64,
-    started_at: SystemTime,
-) {
+async fn finish(ctx: &Ctx, lease: &Lease, outcome: PutOutcome, bytes: u64, started_at: SystemTime) {
     match outcome {
         PutOutcome::Created => {
             tracing::debug!(target: JOBS, event = "job_done", bytes, "job done");

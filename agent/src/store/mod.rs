@@ -15,6 +15,7 @@ mod aws;
 mod carry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faulty;
+mod nofollow;
 pub mod parts;
 
 use std::collections::HashMap;
@@ -599,7 +600,9 @@ pub(crate) fn file_read_error(what: &str, e: &std::io::Error) -> StoreError {
 /// The text rules, for errors whose variant says nothing more.
 fn classify_text(msg: String, e: &object_store::Error) -> StoreError {
     let lower = msg.to_ascii_lowercase();
-    if FAULT_TEXT.iter().any(|f| lower.contains(f)) {
+    if msg.contains(nofollow::REDIRECT_REFUSED) {
+        StoreError::Permanent(msg)
+    } else if FAULT_TEXT.iter().any(|f| lower.contains(f)) {
         StoreError::Fault(msg)
     } else if is_range_error(e) || lower.contains("status code: 4") {
         StoreError::Permanent(msg)
@@ -677,7 +680,10 @@ async fn open_http(url: &str, parsed: &Url) -> Result<Store, StoreError> {
     root.set_fragment(None);
     let builder = object_store::http::HttpBuilder::new()
         .with_url(root.as_str())
-        .with_client_options(client_options(parsed.scheme() == "http"));
+        .with_client_options(client_options(parsed.scheme() == "http"))
+        .with_http_connector(nofollow::NoRedirectConnector {
+            allow_http: parsed.scheme() == "http",
+        });
     let build = |retry: RetryConfig| -> Result<Arc<dyn ObjectStore>, StoreError> {
         let store = builder
             .clone()
@@ -740,33 +746,6 @@ pub(crate) async fn split_single(
     make(prefix, None)
 }
 
-/// Splits a job's source URL into a store URL (scheme and bucket or host, `file:///`
-/// for files) and the key inside it, so one store serves every job of a bucket.
-pub fn locate(source_url: &str) -> Result<(String, String), StoreError> {
-    let u = Url::parse(source_url)
-        .map_err(|e| StoreError::Permanent(format!("bad source URL {source_url:?}: {e}")))?;
-    let bad = |why: &str| StoreError::Permanent(format!("bad source URL {source_url:?}: {why}"));
-    let key = crate::contract::allow::percent_decode(u.path())
-        .trim_start_matches('/')
-        .to_string();
-    if key.is_empty() || key.ends_with('/') {
-        return Err(bad("it names a folder, not an object"));
-    }
-    let base = match u.scheme() {
-        "file" => "file:///".to_string(),
-        "s3" => format!("s3://{}/", u.host_str().ok_or_else(|| bad("no bucket"))?),
-        "http" | "https" => {
-            let host = u.host_str().ok_or_else(|| bad("no host"))?;
-            match u.port() {
-                Some(p) => format!("{}://{host}:{p}/", u.scheme()),
-                None => format!("{}://{host}/", u.scheme()),
-            }
-        }
-        other => return Err(bad(&format!("unsupported scheme {other:?}"))),
-    };
-    Ok((base, key))
-}
-
 /// One [`Store`] per scheme and bucket (or host), so the agent builds a client once,
 /// not per job. Cheap to clone; clones share the stores.
 #[derive(Clone)]
@@ -803,7 +782,8 @@ impl StoreCache {
         }
     }
 
-    /// The store for `base_url` (as [`locate`] gives it), opened on first use.
+    /// The store for `base_url` (a [`crate::contract::allow::Location::base`]), opened on
+    /// first use.
     pub async fn get(&self, base_url: &str) -> Result<Store, StoreError> {
         let mut stores = self.stores.lock().await;
         if let Some(s) = stores.get(base_url) {

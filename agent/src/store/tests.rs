@@ -349,34 +349,6 @@ async fn file_store_reads_lists_and_opens_single_objects() {
 }
 
 #[test]
-fn locate_splits_source_urls() {
-    assert_eq!(
-        locate("s3://bkt/trips/color=yellow/part-0000.rec").unwrap(),
-        (
-            "s3://bkt/".to_string(),
-            "trips/color=yellow/part-0000.rec".to_string()
-        )
-    );
-    assert_eq!(
-        locate("file:///data/x/a.rec").unwrap(),
-        ("file:///".to_string(), "data/x/a.rec".to_string())
-    );
-    assert_eq!(
-        locate("http://127.0.0.1:8080/d/a%20b.rec").unwrap(),
-        (
-            "http://127.0.0.1:8080/".to_string(),
-            "d/a b.rec".to_string()
-        )
-    );
-    assert!(matches!(
-        locate("s3://bkt/dir/"),
-        Err(StoreError::Permanent(_))
-    ));
-    assert!(matches!(locate("ftp://h/x"), Err(StoreError::Permanent(_))));
-    assert!(matches!(locate("not a url"), Err(StoreError::Permanent(_))));
-}
-
-#[test]
 fn errors_are_classified_from_their_messages() {
     let generic = |m: &str| object_store::Error::Generic {
         store: "S3",
@@ -559,4 +531,83 @@ fn messages_say_what_happened_without_the_class_word() {
         | StoreError::NotFound(m)) = &e;
         assert_eq!(&text, m);
     }
+}
+
+/// A local HTTP server whose `/data/…` answers `302` to `/secret/…`; counts what the
+/// secret side served. One request per connection.
+async fn redirecting_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let secret_hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hits = Arc::clone(&secret_hits);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let hits = Arc::clone(&hits);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let reply = if path.starts_with("/secret/") {
+                    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = "S".repeat(4 * 144);
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    let to = path.replacen("/data/", "/secret/", 1);
+                    format!(
+                        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}{to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                };
+                let _ = sock.write_all(reply.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (format!("http://127.0.0.1:{port}/"), secret_hits)
+}
+
+/// Issue 12: a 302 from an allowed HTTP source to a place not allowed was followed and
+/// the job completed from it. Now every read refuses it, permanently, naming it.
+#[tokio::test]
+async fn http_redirects_are_refused_never_followed() {
+    let (base, secret_hits) = redirecting_server().await;
+    let store = Store::open(&base).await.unwrap();
+    let permanent_redirect = |r: Result<String, StoreError>| match r {
+        Err(StoreError::Permanent(m)) => assert!(
+            m.contains("302") && m.contains("never follows redirects"),
+            "{m}"
+        ),
+        other => panic!("expected a permanent redirect error, got {other:?}"),
+    };
+    permanent_redirect(store.get("data/x.rec").await.map(|b| format!("{b:?}")));
+    permanent_redirect(store.head("data/x.rec").await.map(|i| format!("{i:?}")));
+    let range = RecordRange {
+        first_record: 0,
+        record_count: 2,
+        record_length: 144,
+    };
+    permanent_redirect(
+        store
+            .read_records("data/x.rec", &range, None, &mut |_: &[u8]| {})
+            .await
+            .map(|n| n.to_string()),
+    );
+    assert_eq!(
+        secret_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect target was fetched"
+    );
 }
