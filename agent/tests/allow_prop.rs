@@ -11,6 +11,8 @@
 //! 100,000 cases with a fixed seed (CI is deterministic); `PROPTEST_SEED` and
 //! `PROPTEST_CASES` explore further.
 
+mod runner;
+
 use proptest::prelude::*;
 use rangefleet::contract::allow::{AllowList, Location};
 
@@ -20,20 +22,6 @@ const INPUTS: [&str; 4] = [
     "http://127.0.0.1:8080/data/",
     "https://example.com/pub/",
 ];
-
-fn seed() -> u64 {
-    std::env::var("PROPTEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_a110)
-}
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
-}
 
 fn scheme() -> impl Strategy<Value = String> {
     prop::sample::select(vec![
@@ -224,12 +212,7 @@ fn under_an_input(scheme: &str, authority: &str, path: &str) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: cases(),
-        failure_persistence: None,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(seed()),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(runner::config(0x5eed_a110))]
 
     #[test]
     fn everything_accepted_lies_under_an_allowed_prefix(raw in url()) {

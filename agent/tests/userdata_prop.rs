@@ -4,6 +4,8 @@
 //! around random and mutated documents, then decoded and parsed. 100,000 cases by
 //! default; `PROPTEST_CASES` overrides.
 
+mod runner;
+
 use std::io::Write;
 
 use base64::Engine;
@@ -99,28 +101,8 @@ fn document() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-/// A fixed seed keeps CI deterministic; `PROPTEST_SEED=<n>` explores other inputs.
-fn seed() -> u64 {
-    std::env::var("PROPTEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_0001)
-}
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: cases(),
-        failure_persistence: None,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(seed()),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(runner::config(0x5eed_0001))]
 
     #[test]
     fn decoding_never_panics(doc in prop_oneof![document(), prop::collection::vec(any::<u8>(), 0..200)], layers in wraps(), cut in any::<Option<prop::sample::Index>>()) {

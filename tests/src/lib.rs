@@ -33,21 +33,25 @@ pub fn rangefleet_bin() -> PathBuf {
     bin
 }
 
+/// The developer's AWS settings, which no test may inherit: credentials, endpoints,
+/// region and the metadata service's address.
+pub const DEVELOPER_AWS_ENV: [&str; 9] = [
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+];
+
 /// A `Command` for the binary under test, with the AWS settings of the developer's
 /// environment removed so tests never reach a real account.
 pub fn rangefleet() -> Command {
     let mut c = Command::new(rangefleet_bin());
-    for var in [
-        "AWS_PROFILE",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-        "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-    ] {
+    for var in DEVELOPER_AWS_ENV {
         c.env_remove(var);
     }
     // Never let a test fall through to the real instance metadata service.

@@ -164,18 +164,10 @@ impl Tour {
             .env("TOUR_TMP", self.tmp())
             .env("TOUR_ROW", &row)
             .env("PATH", &self.path);
-        for var in [
-            "AWS_PROFILE",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-            "AWS_ENDPOINT_URL",
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-            "AWS_REGION",
-            "AWS_DEFAULT_REGION",
-            "RUST_LOG",
-            "RANGEFLEET_BIN",
-        ] {
+        for var in rangefleet_tests::DEVELOPER_AWS_ENV
+            .into_iter()
+            .chain(["RUST_LOG", "RANGEFLEET_BIN"])
+        {
             c.env_remove(var);
         }
         // A laptop: no instance metadata service (a closed port answers at once), no
