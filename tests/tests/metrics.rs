@@ -4,8 +4,6 @@
 //! with the default config nothing listens.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,17 +15,18 @@ use rangefleet_tests::{free_port, rangefleet};
 /// How long the whole drill may take (it takes a few seconds).
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// `GET /metrics` on `port`: the status line and the body.
+/// `curl -i http://127.0.0.1:PORT/PATH`, as an operator would scrape it: the status
+/// line and the body; `None` when nothing answers (curl fails to connect).
 fn scrape(port: u16, path: &str) -> Option<(String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl runs (scripts/test installs it)");
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).expect("UTF-8 from the endpoint");
     let (head, body) = text.split_once("\r\n\r\n")?;
     Some((head.lines().next()?.to_string(), body.to_string()))
 }
