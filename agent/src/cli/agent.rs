@@ -223,30 +223,23 @@ const GIVE_UP_IMDS_BUDGET: Duration = Duration::from_secs(10);
 async fn give_up(imds: &ImdsClient, config_file: &Path, error: String) {
     use crate::instance::health::{self, GiveUp};
     let deadline = tokio::time::Instant::now() + GIVE_UP_IMDS_BUDGET;
-    let Some(identity) = health::imds_identity(imds, deadline).await else {
+    let Some(to) = health::ReportTo::find(imds, deadline, config_file).await else {
         tracing::error!(
             event = "failure_no_identity",
             "IMDS did not say which instance this is: cannot record the failure or mark the instance"
         );
         return;
     };
-    let results = health::config_bytes(imds, deadline, config_file)
-        .await
-        .and_then(|b| health::lenient_results(&b));
-    let region = std::env::var_os("AWS_REGION")
-        .is_none()
-        .then(|| identity.region.clone());
-    let group = crate::aws::autoscaling::AutoScaling::from_env(region).await;
     let reason = format!(
         "{error}. The agent will not start with this config: check it with `rangefleet userdata check`, then fix the launch template's user-data (or {} and restart the agent)",
         crate::boot::LOCAL_CONFIG
     );
     health::give_up(GiveUp {
-        identity: &identity,
-        results,
+        identity: &to.identity,
+        results: to.results,
         failure: health::failure_now("config", reason),
         keep_earlier: false,
-        group: &group,
+        group: &to.group,
         power_off: None,
     })
     .await;

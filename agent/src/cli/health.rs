@@ -99,7 +99,7 @@ async fn mark_unhealthy(args: MarkArgs) -> i32 {
         }
     };
     let deadline = Instant::now() + args.boot.boot_deadline;
-    let Some(identity) = health::imds_identity(&imds, deadline).await else {
+    let Some(to) = health::ReportTo::find(&imds, deadline, &args.boot.local_config).await else {
         tracing::error!(
             event = "failure_no_identity",
             "IMDS did not say which instance this is: the group cannot be told"
@@ -112,26 +112,19 @@ async fn mark_unhealthy(args: MarkArgs) -> i32 {
         }
         return exit::FAILURE;
     };
-    let results = health::config_bytes(&imds, deadline, &args.boot.local_config)
-        .await
-        .and_then(|b| health::lenient_results(&b));
-    let region = std::env::var_os("AWS_REGION")
-        .is_none()
-        .then(|| identity.region.clone());
-    let group = crate::aws::autoscaling::AutoScaling::from_env(region).await;
     let left = health::give_up(GiveUp {
-        identity: &identity,
-        results,
+        identity: &to.identity,
+        results: to.results,
         failure: health::failure_now(&kind, reason),
         keep_earlier: true,
-        group: &group,
+        group: &to.group,
         power_off,
     })
     .await;
     match left {
         Left::Unhealthy { .. } => {
             if !args.complete_hook_within.is_zero() {
-                complete_hook(&imds, &group, &identity.instance_id, &args).await;
+                complete_hook(&imds, &to.group, &to.identity.instance_id, &args).await;
             }
             exit::OK
         }

@@ -317,16 +317,11 @@ pub async fn leave_service(
 /// `failure`.
 pub fn failure_summary(identity: &Identity, failure: &Failure) -> InstanceSummary {
     InstanceSummary {
-        v: crate::contract::summary::VERSION,
-        instance_id: identity.instance_id.clone(),
-        instance_type: identity.instance_type.clone(),
-        availability_zone: identity.availability_zone.clone(),
-        life_cycle: identity.life_cycle.clone(),
         started_at: failure.at.clone(),
         finished_at: failure.at.clone(),
         failure: Some(failure.clone()),
         agent: Some(crate::contract::summary::AgentBuild::current()),
-        ..InstanceSummary::default()
+        ..super::worker::summary_of(identity)
     }
 }
 
@@ -491,7 +486,7 @@ pub async fn complete_drain(instance_id: &str, hook: &str, group: &dyn Group) ->
 
 /// The `results` of a config document that may not validate (best effort: any format
 /// the agent reads, gzipped or not; `s3://` and `file://` only).
-pub fn lenient_results(raw: &[u8]) -> Option<String> {
+fn lenient_results(raw: &[u8]) -> Option<String> {
     use crate::boot::userdata::{decode, Format};
     let doc = decode(raw).ok()?;
     let results = match doc.format {
@@ -511,7 +506,7 @@ pub fn lenient_results(raw: &[u8]) -> Option<String> {
 
 /// Who this instance is, from IMDS, for a failure report: only the instance id is
 /// needed; the rest is filled when IMDS answers.
-pub async fn imds_identity(imds: &ImdsClient, deadline: Instant) -> Option<Identity> {
+async fn imds_identity(imds: &ImdsClient, deadline: Instant) -> Option<Identity> {
     let get = |p: &'static str| async move {
         imds.get_text(&format!("/latest/meta-data/{p}"), deadline)
             .await
@@ -541,9 +536,41 @@ pub async fn imds_identity(imds: &ImdsClient, deadline: Instant) -> Option<Ident
     })
 }
 
+/// What a failure report needs before it can be given: who this instance is, where its
+/// summary goes (the results prefix read leniently from the config that failed) and
+/// its auto-scaling client, in the instance's region unless `AWS_REGION` names one.
+pub struct ReportTo {
+    /// The instance, from IMDS.
+    pub identity: Identity,
+    /// The results prefix, when the config names one the report can write to.
+    pub results: Option<String>,
+    /// The Auto Scaling client for the instance's group.
+    pub group: AutoScaling,
+}
+
+impl ReportTo {
+    /// Asks IMDS and reads the config (`local` first, else user-data) before
+    /// `deadline`; `None` when IMDS does not say which instance this is.
+    pub async fn find(imds: &ImdsClient, deadline: Instant, local: &Path) -> Option<ReportTo> {
+        let identity = imds_identity(imds, deadline).await?;
+        let results = config_bytes(imds, deadline, local)
+            .await
+            .and_then(|b| lenient_results(&b));
+        let region = std::env::var_os("AWS_REGION")
+            .is_none()
+            .then(|| identity.region.clone());
+        let group = AutoScaling::from_env(region).await;
+        Some(ReportTo {
+            identity,
+            results,
+            group,
+        })
+    }
+}
+
 /// The config document the agent would read (the on-instance file when it exists, else
 /// user-data), as bytes, for [`lenient_results`].
-pub async fn config_bytes(imds: &ImdsClient, deadline: Instant, local: &Path) -> Option<Vec<u8>> {
+async fn config_bytes(imds: &ImdsClient, deadline: Instant, local: &Path) -> Option<Vec<u8>> {
     if let Ok(b) = crate::boot::read_capped(local) {
         return Some(b);
     }

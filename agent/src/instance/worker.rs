@@ -1039,11 +1039,6 @@ pub fn summary(
 ) -> InstanceSummary {
     let c = &outcome.counters;
     InstanceSummary {
-        v: crate::contract::summary::VERSION,
-        instance_id: identity.instance_id.clone(),
-        instance_type: identity.instance_type.clone(),
-        availability_zone: identity.availability_zone.clone(),
-        life_cycle: identity.life_cycle.clone(),
         tags: tags.clone(),
         interruption: outcome.drain.as_ref().map(|d| Interruption {
             kind: d.kind.clone(),
@@ -1056,10 +1051,20 @@ pub fn summary(
         failed: c.failed.load(Ordering::Relaxed),
         released: c.released.load(Ordering::Relaxed),
         bytes_read: c.bytes_read.load(Ordering::Relaxed),
-        throughput: None,
-        failure: None,
-        metrics: None,
-        agent: None,
+        ..summary_of(identity)
+    }
+}
+
+/// A summary naming `identity`, with nothing counted yet: what [`summary`] and a
+/// failure report (`health::failure_summary`) fill in.
+pub fn summary_of(identity: &Identity) -> InstanceSummary {
+    InstanceSummary {
+        v: crate::contract::summary::VERSION,
+        instance_id: identity.instance_id.clone(),
+        instance_type: identity.instance_type.clone(),
+        availability_zone: identity.availability_zone.clone(),
+        life_cycle: identity.life_cycle.clone(),
+        ..InstanceSummary::default()
     }
 }
 
