@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_sqs::types::QueueAttributeName;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use rangefleet::store::{S3Settings, Store};
@@ -585,12 +584,7 @@ async fn throttle_handle(
     req: Request<Incoming>,
     st: Arc<Throttle>,
 ) -> Result<Response<proxy::Body>, Infallible> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (parts, body) = proxy::read_request(req).await;
     let is_action = std::str::from_utf8(&body)
         .map(|b| b.split('&').any(|p| p == st.action))
         .unwrap_or(false);

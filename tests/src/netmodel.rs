@@ -29,7 +29,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::proxy::{client, forward, full, hop_by_hop, serve, Body};
+use crate::proxy::{answer, client, forward, full, hop_by_hop, read_request, serve, Body};
 
 /// Largest piece of a body paced at once.
 const SLICE: usize = 64 << 10;
@@ -285,29 +285,14 @@ async fn handle(
     }
     let is_get = req.method() == Method::GET;
     let is_head = req.method() == Method::HEAD;
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (parts, body) = read_request(req).await;
     if !is_get {
         let resp = match forward(client, upstream, &parts, body).await {
             Ok(r) => r,
             Err(bad_gateway) => return Ok(bad_gateway),
         };
-        let mut out = Response::builder().status(resp.status());
-        for (k, v) in resp.headers() {
-            if !hop_by_hop(k) || (is_head && k == CONTENT_LENGTH) {
-                out = out.header(k, v);
-            }
-        }
-        let bytes = resp.bytes().await.unwrap_or_default();
-        if !is_head {
-            out = out.header(CONTENT_LENGTH, bytes.len());
-        }
-        let body = if is_head { Bytes::new() } else { bytes };
-        return Ok(out.body(full(body)).expect("response"));
+        let (out, bytes) = answer(resp, is_head).await;
+        return Ok(out.body(full(bytes)).expect("response"));
     }
     let n = stats.gets.fetch_add(1, Ordering::SeqCst);
     stats.get_started();

@@ -168,6 +168,36 @@ pub async fn forward(
     })
 }
 
+/// A received request's head and its whole body (empty when it cannot be read).
+pub async fn read_request(req: Request<Incoming>) -> (hyper::http::request::Parts, Bytes) {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (parts, body)
+}
+
+/// The upstream's answer as ours: its status and end-to-end headers (a HEAD keeps its
+/// Content-Length), and its body, with a Content-Length for it (empty for a HEAD).
+pub async fn answer(
+    resp: reqwest::Response,
+    is_head: bool,
+) -> (hyper::http::response::Builder, Bytes) {
+    let mut out = Response::builder().status(resp.status());
+    for (k, v) in resp.headers() {
+        if !hop_by_hop(k) || (is_head && k == CONTENT_LENGTH) {
+            out = out.header(k, v);
+        }
+    }
+    let bytes = resp.bytes().await.unwrap_or_default();
+    if is_head {
+        return (out, Bytes::new());
+    }
+    (out.header(CONTENT_LENGTH, bytes.len()), bytes)
+}
+
 /// A whole body.
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
@@ -206,27 +236,15 @@ async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<Body>
     let cut = get_no.is_some_and(|n| n >= f.slow_downs && n < f.slow_downs + f.cut_gets);
 
     let is_head = req.method() == Method::HEAD;
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (parts, body) = read_request(req).await;
     let resp = match forward(&st.client, &st.upstream, &parts, body).await {
         Ok(r) => r,
         Err(bad_gateway) => return Ok(bad_gateway),
     };
-    let mut out = Response::builder().status(resp.status());
-    for (k, v) in resp.headers() {
-        if !hop_by_hop(k) || (is_head && k == CONTENT_LENGTH) {
-            out = out.header(k, v);
-        }
-    }
-    let bytes = resp.bytes().await.unwrap_or_default();
+    let (out, bytes) = answer(resp, is_head).await;
     if is_head {
-        return Ok(out.body(full(Bytes::new())).expect("response"));
+        return Ok(out.body(full(bytes)).expect("response"));
     }
-    out = out.header(CONTENT_LENGTH, bytes.len());
     let body = if cut && (f.cut_after as usize) < bytes.len() {
         c.cut.fetch_add(1, Ordering::SeqCst);
         let head = bytes.slice(..f.cut_after as usize);
@@ -318,12 +336,7 @@ async fn record_handle(
     req: Request<Incoming>,
     st: Arc<Recording>,
 ) -> Result<Response<Body>, Infallible> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (parts, body) = read_request(req).await;
     let mut action = String::new();
     let mut params = std::collections::BTreeMap::new();
     for (k, v) in url::form_urlencoded::parse(&body) {
