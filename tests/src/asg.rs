@@ -6,18 +6,7 @@ use aws_sdk_autoscaling::Client;
 /// Creates a launch configuration and a group `name` of `n` instances in us-east-1a;
 /// returns the instances' ids.
 pub async fn create_group(sdk: &aws_config::SdkConfig, name: &str, n: i32) -> Vec<String> {
-    let ec2 = aws_sdk_ec2::Client::new(sdk);
-    let ami = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .expect("describe images")
-        .images()
-        .iter()
-        .find_map(|i| i.image_id())
-        .expect("moto has AMIs")
-        .to_string();
+    let ami = crate::ec2::any_ami(&aws_sdk_ec2::Client::new(sdk)).await;
     let asg = Client::new(sdk);
     asg.create_launch_configuration()
         .launch_configuration_name(format!("{name}-lc"))

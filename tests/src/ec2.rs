@@ -125,6 +125,21 @@ pub async fn send_raw(sdk: &aws_config::SdkConfig, queue: &str, bodies: &[String
     }
 }
 
+/// Any AMI moto knows (an Amazon one), to launch instances from.
+pub async fn any_ami(client: &aws_sdk_ec2::Client) -> String {
+    client
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .expect("describe images")
+        .images()
+        .iter()
+        .find_map(|i| i.image_id())
+        .expect("moto has AMIs")
+        .to_string()
+}
+
 /// Launches `n` instances in moto tagged `tags` at launch (as the launch template does);
 /// returns their ids in launch order.
 pub async fn run_instances(
@@ -133,19 +148,7 @@ pub async fn run_instances(
     tags: &[(&str, &str)],
 ) -> Vec<String> {
     let client = aws_sdk_ec2::Client::new(sdk);
-    // Any AMI moto knows.
-    let images = client
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .expect("describe images");
-    let ami = images
-        .images()
-        .iter()
-        .find_map(|i| i.image_id())
-        .expect("moto has AMIs")
-        .to_string();
+    let ami = any_ami(&client).await;
     let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
     for (k, v) in tags {
         spec = spec.tags(Tag::builder().key(*k).value(*v).build());
